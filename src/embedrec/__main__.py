@@ -1,0 +1,5 @@
+import sys
+
+from embedrec.cli import main
+
+sys.exit(main())

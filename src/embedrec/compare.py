@@ -1,0 +1,176 @@
+"""Run the comparison: every model, every seed, one split, the test rows touched once at the end."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+import platform
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from embedrec import __version__
+from embedrec.data.dataset import Ratings
+from embedrec.data.split import make_split, validation_rows
+from embedrec.evaluation.evaluate import evaluate_ratings
+from embedrec.models.baselines import BiasBaseline, GlobalMean
+from embedrec.models.registry import NEURAL, ModelConfig, check_model_names
+from embedrec.presets import Preset
+from embedrec.training.trainer import train_model
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODELS = ("dot", "biased", "mlp", "mean", "bias")
+Progress = Callable[[str, int, int], None]  # (label, done, total)
+SUMMARY_METRICS = ("rmse", "mae", "rmse_warm", "rmse_model_all", "train_seconds", "n_params")
+
+
+@dataclass
+class Comparison:
+    """Records (one per model and seed) and the settings that produced them."""
+
+    records: list[dict]
+    settings: dict
+    extras: dict = field(default_factory=dict)
+
+    def summary(self) -> list[dict]:
+        """Mean and std over seeds of each metric, per model, in the order models were run."""
+        rows = []
+        for model in dict.fromkeys(r["model"] for r in self.records):
+            group = [r for r in self.records if r["model"] == model]
+            row = {"model": model, "n_seeds": len(group)}
+            for key in SUMMARY_METRICS:
+                vals = np.array([r[key] for r in group if r.get(key) is not None], dtype=float)
+                row[key] = float(vals.mean()) if len(vals) else None
+                row[f"{key}_std"] = float(vals.std(ddof=1)) if len(vals) > 1 else 0.0
+            rows.append(row)
+        return rows
+
+
+def _neural_record(name, data, fit_rows, valid, train, test, preset, seed, fallback, progress):
+    cfg = ModelConfig(name=name, n_users=data.n_users, n_items=data.n_items,
+                      n_factors=preset.n_factors, rating_range=data.scale)
+    step_progress = (lambda done, total: progress(f"{name} seed {seed}", done, total)) if progress else None
+    model, history = train_model(cfg, fit_rows, preset.train, seed=seed, valid=valid,
+                                 progress=step_progress)
+    metrics, _ = evaluate_ratings(model, train, test, fallback)
+    return metrics | {
+        "n_params": int(sum(p.numel() for p in model.parameters())),
+        "train_seconds": history.seconds,
+        "history": history.epochs,
+        "best_epoch": history.best_epoch,
+        "stopped_early": history.stopped_early,
+    }
+
+
+def _baseline_record(name, fit_rows, train, test, preset, fallback):
+    t0 = time.perf_counter()
+    model = GlobalMean() if name == "mean" else BiasBaseline(
+        user_damping=preset.bias_damping, item_damping=preset.bias_damping)
+    model.fit(fit_rows)
+    seconds = time.perf_counter() - t0
+    metrics, _ = evaluate_ratings(model, train, test, fallback)
+    n_params = 1 if name == "mean" else 1 + train.n_users + train.n_items
+    return metrics | {"n_params": n_params, "train_seconds": seconds, "history": [],
+                      "best_epoch": None, "stopped_early": False}
+
+
+def run_comparison(
+    data: Ratings,
+    *,
+    preset: Preset,
+    models: tuple[str, ...] | list[str] = DEFAULT_MODELS,
+    seeds: int = 3,
+    first_seed: int = 0,
+    split: str | None = None,
+    progress: Progress | None = None,
+) -> Comparison:
+    """Train and score each model for seeds ``first_seed .. first_seed + seeds - 1``.
+
+    The split (and its seed) is the preset's and stays fixed across model seeds. Validation rows
+    are carved from the training rows and only monitor training (and drive early stopping).
+    """
+    models = check_model_names(list(models))
+    kind = split or preset.split
+    sp = make_split(data, kind, preset.test_fraction, preset.split_seed)
+    train, test = data.take(sp.train), data.take(sp.test)
+    records = []
+    for seed in range(first_seed, first_seed + seeds):
+        fit_idx, valid_idx = validation_rows(sp.train, preset.valid_fraction, seed)
+        fit_rows = data.take(fit_idx)
+        valid = data.take(valid_idx) if len(valid_idx) else None
+        fallback = BiasBaseline(user_damping=preset.bias_damping,
+                                item_damping=preset.bias_damping).fit(fit_rows)
+        for name in models:
+            log.info("training %s, seed %d", name, seed)
+            if name in NEURAL:
+                rec = _neural_record(name, data, fit_rows, valid, fit_rows, test, preset, seed,
+                                     fallback, progress)
+            else:
+                rec = _baseline_record(name, fit_rows, fit_rows, test, preset, fallback)
+            records.append({"model": name, "seed": seed, "n_train": len(fit_rows),
+                            "n_valid": 0 if valid is None else len(valid)} | rec)
+    settings = {
+        "dataset": data.name,
+        "dataset_md5": data.source.get("md5"),
+        "dataset_path": data.source.get("path"),
+        "n_ratings": len(data), "n_users": data.n_users, "n_items": data.n_items,
+        "scale": list(data.scale),
+        "split": kind, "test_fraction": preset.test_fraction, "split_seed": preset.split_seed,
+        "n_train": len(train), "n_test": len(test),
+        "seeds": list(range(first_seed, first_seed + seeds)),
+        "models": list(models),
+        "preset": preset.to_dict(),
+        "versions": versions(),
+        "command": " ".join([Path(sys.argv[0]).name] + sys.argv[1:]),
+    }
+    return Comparison(records=records, settings=settings)
+
+
+def versions() -> dict:
+    import pandas
+    import torch
+
+    return {"embedrec": __version__, "python": platform.python_version(),
+            "numpy": np.__version__, "pandas": pandas.__version__, "torch": torch.__version__,
+            "platform": platform.platform()}
+
+
+def atomic_write(path: Path, text: str) -> None:
+    """Write to a temporary file beside ``path``, then rename it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+CSV_COLUMNS = ("model", "seed", "rmse", "mae", "mse", "rmse_warm", "rmse_cold", "rmse_model_all",
+               "n_train", "n_valid", "n_test", "n_cold", "n_cold_users", "n_cold_items", "n_params",
+               "train_seconds", "best_epoch", "stopped_early")
+
+
+def write_results(comparison: Comparison, out: Path) -> None:
+    """results.json (records), results.csv (flat records), summary.json, settings.json."""
+    out = Path(out)
+    atomic_write(out / "results.json", json.dumps(comparison.records, indent=1))
+    atomic_write(out / "settings.json", json.dumps(comparison.settings, indent=1))
+    atomic_write(out / "summary.json", json.dumps(comparison.summary(), indent=1))
+    import io
+
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(comparison.records)
+    atomic_write(out / "results.csv", buf.getvalue())

@@ -1,0 +1,55 @@
+"""Describe a dataset: counts, rating distribution, activity, and the reference's crosstab."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from embedrec.data.dataset import Ratings
+
+
+def summary(data: Ratings) -> dict:
+    """Counts, scale, sparsity and the distribution of ratings, users' and items' activity."""
+    values, counts = np.unique(data.ratings, return_counts=True)
+    per_user, per_item = data.user_counts(), data.item_counts()
+    n_listed = len(data.item_info) if data.item_info is not None else None
+    return {
+        "name": data.name,
+        "n_ratings": len(data),
+        "n_users": data.n_users,
+        "n_items": data.n_items,
+        "n_items_listed": n_listed,
+        "scale": list(data.scale),
+        "mean_rating": float(data.ratings.mean()),
+        "density": len(data) / (data.n_users * data.n_items),
+        "ratings": {f"{v:g}": int(c) for v, c in zip(values, counts)},
+        "ratings_per_user": _describe(per_user),
+        "ratings_per_item": _describe(per_item),
+        "duplicates_resolved": data.source.get("duplicates", 0),
+        "md5": data.source.get("md5"),
+    }
+
+
+def _describe(counts: np.ndarray) -> dict:
+    return {"min": int(counts.min()), "median": float(np.median(counts)),
+            "mean": float(counts.mean()), "max": int(counts.max())}
+
+
+def top_crosstab(data: Ratings, n: int = 15) -> pd.DataFrame:
+    """Ratings the ``n`` most active users gave the ``n`` most rated movies (NaN where unrated).
+
+    Rows are raw user ids, columns raw movie ids, both ordered by activity (most first; ties by
+    id), as in the reference notebook.
+    """
+    per_user, per_item = data.user_counts(), data.item_counts()
+    top_u = np.lexsort((np.arange(data.n_users), -per_user))[:n]
+    top_i = np.lexsort((np.arange(data.n_items), -per_item))[:n]
+    grid = np.full((len(top_u), len(top_i)), np.nan, dtype=np.float64)
+    u_pos = np.full(data.n_users, -1)
+    u_pos[top_u] = np.arange(len(top_u))
+    i_pos = np.full(data.n_items, -1)
+    i_pos[top_i] = np.arange(len(top_i))
+    keep = (u_pos[data.users] >= 0) & (i_pos[data.items] >= 0)
+    grid[u_pos[data.users[keep]], i_pos[data.items[keep]]] = data.ratings[keep]
+    return pd.DataFrame(grid, index=pd.Index(data.user_map.raw(top_u), name="userId"),
+                        columns=pd.Index(data.item_map.raw(top_i), name="movieId"))

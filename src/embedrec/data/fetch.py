@@ -1,0 +1,214 @@
+"""Find a release on disk, or download it, verify its md5 and unpack it atomically.
+
+Look-up order: an explicit path, ``$EMBEDREC_DATA/<name>``, the cache folder
+(``$XDG_CACHE_HOME/embedrec`` or ``~/.cache/embedrec``), then a download from the mirror
+(``$EMBEDREC_MIRROR`` or GroupLens). A failed or corrupt download leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import shutil
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+
+from embedrec.data.registry import BASE_URL, LICENCE, Release
+from embedrec.errors import DataError, DownloadError
+
+log = logging.getLogger(__name__)
+
+ProgressFn = Callable[[int, int | None], None]  # (bytes so far, total bytes or None)
+_MD5_TOKEN = re.compile(r"\b([0-9a-fA-F]{32})\b")
+
+
+def cache_dir() -> Path:
+    """The folder where downloaded releases are kept."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "embedrec"
+
+
+def mirror_url() -> str:
+    url = os.environ.get("EMBEDREC_MIRROR") or BASE_URL
+    return url if url.endswith("/") else url + "/"
+
+
+def md5_of(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.md5()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _release_dir(candidate: Path, release: Release) -> Path | None:
+    """``candidate`` itself or its release sub-folder, whichever holds the ratings file."""
+    for folder in (candidate, candidate / release.folder, candidate / release.name):
+        if (folder / release.ratings.file).is_file():
+            return folder
+    return None
+
+
+def locate(
+    release: Release,
+    data: str | Path | None = None,
+    *,
+    download: bool = True,
+    progress: ProgressFn | None = None,
+) -> Path:
+    """Return the folder holding ``release``'s files, downloading it if needed."""
+    looked: list[str] = []
+    if data is not None:
+        path = Path(data).expanduser()
+        if path.is_file() and zipfile.is_zipfile(path):
+            return _unpack_local_zip(path, release)
+        if path.is_dir():
+            found = _release_dir(path, release)
+            if found:
+                return found
+            raise DataError(
+                f"{path}: no {release.ratings.file} for {release.name} in this folder "
+                f"(nor in {release.folder}/ below it)"
+            )
+        raise DataError(f"{path}: no such folder or zip file")
+    env = os.environ.get("EMBEDREC_DATA")
+    if env:
+        for sub in {release.name, release.folder}:
+            found = _release_dir(Path(env) / sub, release)
+            if found:
+                return found
+        looked.append(f"$EMBEDREC_DATA/{release.name} ({env})")
+    cached = _release_dir(cache_dir() / release.name, release)
+    if cached:
+        return cached
+    looked.append(str(cache_dir() / release.name))
+    if not download:
+        raise DownloadError(_missing_message(release, looked, "downloads are switched off"))
+    try:
+        return download_release(release, progress=progress)
+    except DownloadError as exc:
+        raise DownloadError(_missing_message(release, looked, str(exc))) from exc
+
+
+def _missing_message(release: Release, looked: list[str], why: str) -> str:
+    return (
+        f"{release.name} not found: looked in {', '.join(looked)}; download failed: {why}. "
+        f"Provide it with --data PATH (folder or {release.name}.zip), set EMBEDREC_DATA to a "
+        f"folder holding {release.name}/, or set EMBEDREC_MIRROR to a reachable mirror"
+    )
+
+
+def _fetch(url: str, dest: Path, progress: ProgressFn | None, timeout: float = 60.0) -> None:
+    with urllib.request.urlopen(url, timeout=timeout) as resp, open(dest, "wb") as out:
+        total = resp.headers.get("Content-Length")
+        total_n = int(total) if total and total.isdigit() else None
+        done = 0
+        while block := resp.read(1 << 20):
+            out.write(block)
+            done += len(block)
+            if progress:
+                progress(done, total_n)
+
+
+def _with_retries(what: str, fn: Callable[[], None], retries: int, backoff: float) -> None:
+    for attempt in range(1, retries + 1):
+        try:
+            fn()
+            return
+        except (urllib.error.URLError, OSError, TimeoutError) as exc:
+            if attempt == retries:
+                raise DownloadError(f"{what}: {exc}") from exc
+            log.warning("%s failed (%s), retry %d of %d", what, exc, attempt, retries - 1)
+            time.sleep(backoff * attempt)
+
+
+def expected_md5(release: Release, base: str, retries: int = 3, backoff: float = 1.0) -> str:
+    """The md5 to check the zip against: the registry's, confirmed by the live ``.md5`` file."""
+    url = f"{base}{release.name}.zip.md5"
+    with tempfile.TemporaryDirectory() as tmp:
+        target = Path(tmp) / "md5"
+        try:
+            _with_retries(url, lambda: _fetch(url, target, None), retries, backoff)
+            match = _MD5_TOKEN.search(target.read_text("ascii", errors="replace"))
+        except DownloadError:
+            match = None
+    live = match.group(1).lower() if match else None
+    if release.md5 and live and live != release.md5:
+        raise DownloadError(
+            f"{url} says md5 {live} but embedrec's registry has {release.md5} for {release.name}"
+        )
+    md5 = release.md5 or live
+    if md5 is None:
+        raise DownloadError(f"no checksum known for {release.name} and {url} is unreachable")
+    return md5
+
+
+def download_release(
+    release: Release,
+    *,
+    base: str | None = None,
+    dest_root: Path | None = None,
+    progress: ProgressFn | None = None,
+    retries: int = 3,
+    backoff: float = 1.0,
+) -> Path:
+    """Download ``release`` into the cache, check its md5 and unpack it; return its folder."""
+    base = base or mirror_url()
+    root = dest_root or cache_dir()
+    root.mkdir(parents=True, exist_ok=True)
+    md5 = expected_md5(release, base, retries, backoff)
+    url = f"{base}{release.name}.zip"
+    log.info("downloading %s from %s. %s", release.name, url, LICENCE)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{release.name}-", suffix=".zip.part", dir=root)
+    os.close(fd)
+    tmp_zip = Path(tmp_name)
+    try:
+        _with_retries(url, lambda: _fetch(url, tmp_zip, progress), retries, backoff)
+        got = md5_of(tmp_zip)
+        if got != md5:
+            raise DownloadError(f"{url}: md5 {got} does not match the expected {md5}")
+        final = _unpack(tmp_zip, release, root / release.name)
+        (final / "embedrec-source.txt").write_text(f"url={url}\nmd5={md5}\n")
+        return final
+    finally:
+        tmp_zip.unlink(missing_ok=True)
+
+
+def _unpack_local_zip(path: Path, release: Release) -> Path:
+    md5 = md5_of(path)
+    if release.md5 and md5 != release.md5:
+        log.warning("%s: md5 %s differs from the registry's %s", path, md5, release.md5)
+    target = cache_dir() / "unpacked" / f"{release.name}-{md5[:12]}"
+    found = _release_dir(target, release)
+    return found if found else _unpack(path, release, target)
+
+
+def _unpack(zip_path: Path, release: Release, target: Path) -> Path:
+    """Extract into a temporary sibling of ``target``, then rename it into place."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        with zipfile.ZipFile(zip_path) as zf:
+            for member in zf.namelist():  # refuse absolute paths and ../ escapes
+                resolved = (tmp / member).resolve()
+                if not resolved.is_relative_to(tmp.resolve()):
+                    raise DataError(f"{zip_path}: unsafe member path {member!r}")
+            zf.extractall(tmp)
+        inner = _release_dir(tmp, release)
+        if inner is None:
+            raise DataError(f"{zip_path}: no {release.folder}/{release.ratings.file} inside")
+        if target.exists():
+            shutil.rmtree(target)
+        inner.rename(target)
+        return target
+    except zipfile.BadZipFile as exc:
+        raise DataError(f"{zip_path}: not a valid zip file ({exc})") from exc
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

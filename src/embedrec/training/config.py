@@ -1,0 +1,51 @@
+"""Training settings as one frozen, JSON-able dataclass."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from embedrec.errors import ConfigError
+
+ENGINES = ("fast", "exact")
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainConfig:
+    """How a neural model is trained.
+
+    ``engine="exact"`` is the reference's arithmetic: the L2 term covers every row of every
+    embedding table and Adam updates every row at every step. ``engine="fast"`` (the default)
+    applies the L2 term and the Adam update only to the table rows in the batch (lazy Adam), so
+    a step costs time proportional to the batch, not to the tables.
+    """
+
+    epochs: int = 5  # passes over the training rows (the most, with early stopping)
+    batch_size: int = 64  # rows per step
+    lr: float = 1e-3  # Adam learning rate
+    beta1: float = 0.9  # Adam first-moment decay
+    beta2: float = 0.999  # Adam second-moment decay
+    eps: float = 1e-7  # Adam epsilon, Keras placement: added to sqrt(v) before bias correction
+    l2: float = 1e-6  # coefficient of sum(W**2) over the embedding tables
+    engine: str = "fast"  # fast | exact (see above)
+    patience: int | None = None  # stop after this many epochs without validation improvement
+    init: str = "keras_he_normal"  # initialiser name (embedrec.models.init)
+    threads: int = 2  # torch intra-op threads
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ConfigError("epochs and batch size must be at least 1")
+        if not (self.lr > 0 and 0 <= self.beta1 < 1 and 0 <= self.beta2 < 1 and self.eps > 0):
+            raise ConfigError("Adam needs lr > 0, betas in [0, 1) and eps > 0")
+        if self.l2 < 0:
+            raise ConfigError(f"l2 must be >= 0, got {self.l2}")
+        if self.engine not in ENGINES:
+            raise ConfigError(f"unknown engine {self.engine!r}; use {' or '.join(ENGINES)}")
+        if self.patience is not None and self.patience < 1:
+            raise ConfigError("patience must be at least 1 (or None for no early stopping)")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict) -> TrainConfig:
+        return cls(**raw)
