@@ -13,7 +13,6 @@ import zipfile
 from pathlib import Path
 from typing import Annotated, Optional
 
-import click
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -25,7 +24,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="Embedding recommenders for explicit ratings: does a network beat MF here?")
 data_app = typer.Typer(no_args_is_help=True, help="Datasets: list, fetch, describe.")
 app.add_typer(data_app, name="data")
-out = Console()
+out = Console(width=None if sys.stdout.isatty() else 120)
 err = Console(stderr=True)
 log = logging.getLogger("embedrec")
 
@@ -207,14 +206,14 @@ def main(argv: list[str] | None = None) -> int:
     except EmbedrecError as exc:
         err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
         return 1
-    except click.exceptions.Abort:
+    except typer.Abort:
         err.print("interrupted")
         return 130
-    except click.ClickException as exc:
+    except typer.Exit as exc:
+        return exc.exit_code
+    except typer.TyperException as exc:  # usage errors: bad option values, unknown commands
         exc.show()
-        return exc.exit_code
-    except click.exceptions.Exit as exc:
-        return exc.exit_code
+        return getattr(exc, "exit_code", 2)
     except KeyboardInterrupt:
         err.print("interrupted")
         return 130

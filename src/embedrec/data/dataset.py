@@ -41,7 +41,11 @@ class IdMap:
 
     def index(self, raw: Any, *, missing: int | None = None) -> int:
         """Index of one raw id; KeyError (or ``missing``) when it is unknown."""
-        found = self.indices(np.asarray([raw], dtype=self.ids.dtype), missing=-1)[0]
+        try:  # a cast that changes the value (1.5 -> 1) or fails ("abc" -> int) is unknown
+            probe = np.asarray([raw], dtype=self.ids.dtype)
+            found = self.indices(probe, missing=-1)[0] if probe[0] == raw else -1
+        except (TypeError, ValueError, OverflowError):
+            found = -1
         if found < 0:
             if missing is None:
                 raise KeyError(raw)

@@ -5,6 +5,7 @@ Line numbers are 1-based lines of the file as a text editor shows them (the head
 
 from __future__ import annotations
 
+import csv
 import logging
 from pathlib import Path
 
@@ -20,9 +21,18 @@ REQUIRED = ("user", "item", "rating")
 DUPLICATE_POLICIES = ("last", "first", "mean", "error")
 
 
-def _decode_error_line(path: Path, position: int) -> int:
+def _decode_error_line(path: Path, encoding: str) -> tuple[int, int] | None:
+    """(1-based line, offending byte) of the first line that is not valid ``encoding`` text.
+
+    pandas' UnicodeDecodeError only holds the bad field, so its offsets cannot give the line.
+    """
     with open(path, "rb") as fh:
-        return fh.read(position).count(b"\n") + 1
+        for number, raw in enumerate(fh, start=1):
+            try:
+                raw.decode(encoding)
+            except UnicodeDecodeError as exc:
+                return number, raw[exc.start]
+    return None
 
 
 def read_table(path: Path, fmt: TableFormat) -> pd.DataFrame:
@@ -36,25 +46,30 @@ def read_table(path: Path, fmt: TableFormat) -> pd.DataFrame:
     if path.stat().st_size == 0:
         raise DataError(f"{path}: the file is empty")
     sep, header = fmt.sep, (0 if fmt.header else None)
+    # Numeric "::" files (ratings.dat) split on ':' with the fast C engine, the real fields being
+    # every other one; files with titles ("Star Wars: Episode IV") need a true "::" split.
+    fast_dat = sep == "::" and "title" not in fmt.columns
     kwargs: dict = dict(header=header, encoding=fmt.encoding, skip_blank_lines=False)
-    if sep == "::":  # split on ':' with the fast C engine; the real fields are every other one
-        kwargs.update(sep=":", usecols=list(range(0, 2 * len(fmt.columns), 2)))
+    if fast_dat:
+        kwargs.update(sep=":", usecols=list(range(0, 2 * len(fmt.columns), 2)), low_memory=False)
+    elif sep == "::":
+        kwargs.update(sep="::", engine="python", quoting=csv.QUOTE_NONE)
     else:
-        kwargs.update(sep=sep)
+        kwargs.update(sep=sep, low_memory=False)
     if not fmt.header:
-        kwargs["names"] = list(fmt.columns) if sep != "::" else None
+        kwargs["names"] = None if fast_dat else list(fmt.columns)
     try:
-        frame = pd.read_csv(path, low_memory=False, **kwargs)
+        frame = pd.read_csv(path, **kwargs)
     except UnicodeDecodeError as exc:
-        line = _decode_error_line(path, exc.start)
-        raise DataError(
-            f"{path}, line {line}: not valid {fmt.encoding} text (byte 0x{exc.object[exc.start]:02x})"
-        ) from exc
+        found = _decode_error_line(path, fmt.encoding)
+        where = f", line {found[0]}" if found else ""
+        byte = found[1] if found else exc.object[exc.start]
+        raise DataError(f"{path}{where}: not valid {fmt.encoding} text (byte 0x{byte:02x})") from exc
     except pd.errors.ParserError as exc:
         raise DataError(f"{path}: malformed line ({exc})") from exc
     except pd.errors.EmptyDataError as exc:
         raise DataError(f"{path}: the file is empty") from exc
-    if sep == "::":
+    if fast_dat:
         frame.columns = list(fmt.columns)[: frame.shape[1]]
     if fmt.header and fmt.columns:
         head = list(fmt.columns)[: frame.shape[1]]
@@ -119,7 +134,7 @@ def _numeric(
         line = _first_line(bad, header)
         raw = values.iloc[line - (2 if header else 1)]
         what = "missing rating" if pd.isna(raw) or str(raw).strip().lower() in ("", "nan") else (
-            f"{raw!r} is not a finite number")
+            f"{str(raw)!r} is not a finite number")
         raise DataError(f"{path}, line {line}, column {name}: {what}")
     if scale is not None:
         lo, hi = scale
@@ -147,7 +162,7 @@ def resolve_duplicates(frame: pd.DataFrame, path: Path, policy: str) -> tuple[pd
     n_groups = int(frame[dup].drop_duplicates(["user", "item"]).shape[0])
     n_drop = int(dup.sum()) - n_groups
     if policy == "error":
-        first = frame[dup].iloc[0]
+        first = frame.loc[dup, ["user", "item"]].iloc[0]  # ids only: a full row upcasts to float
         raise DataError(
             f"{path}: {n_drop} duplicate (user, item) rows, e.g. user {first['user']} "
             f"item {first['item']}; choose a duplicates policy (last, first, mean)"

@@ -11,6 +11,13 @@ import numpy as np
 from embedrec.data.dataset import Ratings
 
 
+def _safe_ratio(total: np.ndarray, count: np.ndarray) -> np.ndarray:
+    """total / count, and 0 where count is 0 (no ratings and no damping)."""
+    out = np.zeros(len(total))
+    np.divide(total, count, out=out, where=count > 0)
+    return out
+
+
 class GlobalMean:
     """Predicts the mean training rating for every pair."""
 
@@ -57,8 +64,10 @@ class BiasBaseline:
         bu, bi = np.zeros(train.n_users), np.zeros(train.n_items)
         resid = r - self.mean
         for _ in range(max(1, self.sweeps)):
-            bi = np.bincount(i, resid - bu[u], minlength=train.n_items) / (n_i + self.item_damping)
-            bu = np.bincount(u, resid - bi[i], minlength=train.n_users) / (n_u + self.user_damping)
+            bi = _safe_ratio(np.bincount(i, resid - bu[u], minlength=train.n_items),
+                             n_i + self.item_damping)
+            bu = _safe_ratio(np.bincount(u, resid - bi[i], minlength=train.n_users),
+                             n_u + self.user_damping)
         self.user_bias, self.item_bias = bu, bi
         if self.clip is None:
             self.clip = train.scale
