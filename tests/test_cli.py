@@ -58,3 +58,13 @@ def test_missing_dataset_offline_says_where_it_looked(tmp_path, monkeypatch, cap
     assert main(["data", "info", "--dataset", "ml-1m", "--no-download"]) == 1
     err = capsys.readouterr().err
     assert "ml-1m not found" in err and "--data PATH" in err
+
+
+def test_kfold_runs_every_fold(ratings_csv, tmp_path):
+    out = tmp_path / "k"
+    assert main(["compare", "--data", str(ratings_csv), "--models", "bias", "--seeds", "1",
+                 "--split", "kfold", "--out", str(out)]) == 0
+    records = json.loads((out / "results.json").read_text())
+    assert [r["fold"] for r in records] == list(range(1, 11))
+    n_rows = len(ratings_csv.read_text().splitlines()) - 1
+    assert sum(r["n_test"] for r in records) == n_rows  # the folds cover every row once

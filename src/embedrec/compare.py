@@ -18,7 +18,7 @@ import numpy as np
 
 from embedrec import __version__
 from embedrec.data.dataset import Ratings
-from embedrec.data.split import make_split, validation_rows
+from embedrec.data.split import kfold, make_split, validation_rows
 from embedrec.evaluation.evaluate import evaluate_ratings
 from embedrec.models.baselines import BiasBaseline, GlobalMean
 from embedrec.models.registry import NEURAL, ModelConfig, check_model_names
@@ -54,13 +54,13 @@ class Comparison:
         return rows
 
 
-def _neural_record(name, data, fit_rows, valid, train, test, preset, seed, fallback, progress):
+def _neural_record(name, data, fit_rows, valid, test, preset, seed, fallback, progress):
     cfg = ModelConfig(name=name, n_users=data.n_users, n_items=data.n_items,
                       n_factors=preset.n_factors, rating_range=data.scale)
     step_progress = (lambda done, total: progress(f"{name} seed {seed}", done, total)) if progress else None
     model, history = train_model(cfg, fit_rows, preset.train, seed=seed, valid=valid,
                                  progress=step_progress)
-    metrics, _ = evaluate_ratings(model, train, test, fallback)
+    metrics, _ = evaluate_ratings(model, fit_rows, test, fallback)
     return metrics | {
         "n_params": int(sum(p.numel() for p in model.parameters())),
         "train_seconds": history.seconds,
@@ -70,14 +70,14 @@ def _neural_record(name, data, fit_rows, valid, train, test, preset, seed, fallb
     }
 
 
-def _baseline_record(name, fit_rows, train, test, preset, fallback):
+def _baseline_record(name, fit_rows, test, preset, fallback):
     t0 = time.perf_counter()
     model = GlobalMean() if name == "mean" else BiasBaseline(
         user_damping=preset.bias_damping, item_damping=preset.bias_damping)
     model.fit(fit_rows)
     seconds = time.perf_counter() - t0
-    metrics, _ = evaluate_ratings(model, train, test, fallback)
-    n_params = 1 if name == "mean" else 1 + train.n_users + train.n_items
+    metrics, _ = evaluate_ratings(model, fit_rows, test, fallback)
+    n_params = 1 if name == "mean" else 1 + fit_rows.n_users + fit_rows.n_items
     return metrics | {"n_params": n_params, "train_seconds": seconds, "history": [],
                       "best_epoch": None, "stopped_early": False}
 
@@ -94,29 +94,35 @@ def run_comparison(
 ) -> Comparison:
     """Train and score each model for seeds ``first_seed .. first_seed + seeds - 1``.
 
-    The split (and its seed) is the preset's and stays fixed across model seeds. Validation rows
+    The split (and its seed) is the preset's and stays fixed across model seeds; ``kfold`` runs
+    every fold (k = 1 / test_fraction) and the summary pools folds and seeds. Validation rows
     are carved from the training rows and only monitor training (and drive early stopping).
     """
     models = check_model_names(list(models))
     kind = split or preset.split
-    sp = make_split(data, kind, preset.test_fraction, preset.split_seed)
-    train, test = data.take(sp.train), data.take(sp.test)
+    if kind == "kfold":  # every fold, each scored once; records carry their fold number
+        splits = list(kfold(len(data), max(2, round(1 / preset.test_fraction)), preset.split_seed))
+    else:
+        splits = [make_split(data, kind, preset.test_fraction, preset.split_seed)]
     records = []
-    for seed in range(first_seed, first_seed + seeds):
-        fit_idx, valid_idx = validation_rows(sp.train, preset.valid_fraction, seed)
-        fit_rows = data.take(fit_idx)
-        valid = data.take(valid_idx) if len(valid_idx) else None
-        fallback = BiasBaseline(user_damping=preset.bias_damping,
-                                item_damping=preset.bias_damping).fit(fit_rows)
-        for name in models:
-            log.info("training %s, seed %d", name, seed)
-            if name in NEURAL:
-                rec = _neural_record(name, data, fit_rows, valid, fit_rows, test, preset, seed,
-                                     fallback, progress)
-            else:
-                rec = _baseline_record(name, fit_rows, fit_rows, test, preset, fallback)
-            records.append({"model": name, "seed": seed, "n_train": len(fit_rows),
-                            "n_valid": 0 if valid is None else len(valid)} | rec)
+    for fold, sp in enumerate(splits, start=1):
+        test = data.take(sp.test)
+        for seed in range(first_seed, first_seed + seeds):
+            fit_idx, valid_idx = validation_rows(sp.train, preset.valid_fraction, seed)
+            fit_rows = data.take(fit_idx)
+            valid = data.take(valid_idx) if len(valid_idx) else None
+            fallback = BiasBaseline(user_damping=preset.bias_damping,
+                                    item_damping=preset.bias_damping).fit(fit_rows)
+            for name in models:
+                log.info("training %s, seed %d, fold %d of %d", name, seed, fold, len(splits))
+                if name in NEURAL:
+                    rec = _neural_record(name, data, fit_rows, valid, test, preset, seed,
+                                         fallback, progress)
+                else:
+                    rec = _baseline_record(name, fit_rows, test, preset, fallback)
+                records.append({"model": name, "seed": seed, "fold": fold,
+                                "n_train": len(fit_rows),
+                                "n_valid": 0 if valid is None else len(valid)} | rec)
     settings = {
         "dataset": data.name,
         "dataset_md5": data.source.get("md5"),
@@ -124,7 +130,7 @@ def run_comparison(
         "n_ratings": len(data), "n_users": data.n_users, "n_items": data.n_items,
         "scale": list(data.scale),
         "split": kind, "test_fraction": preset.test_fraction, "split_seed": preset.split_seed,
-        "n_train": len(train), "n_test": len(test),
+        "folds": len(splits), "n_train": len(splits[0].train), "n_test": len(splits[0].test),
         "seeds": list(range(first_seed, first_seed + seeds)),
         "models": list(models),
         "preset": preset.to_dict(),
@@ -156,7 +162,7 @@ def atomic_write(path: Path, text: str) -> None:
         raise
 
 
-CSV_COLUMNS = ("model", "seed", "rmse", "mae", "mse", "rmse_warm", "rmse_cold", "rmse_model_all",
+CSV_COLUMNS = ("model", "seed", "fold", "rmse", "mae", "mse", "rmse_warm", "rmse_cold", "rmse_model_all",
                "n_train", "n_valid", "n_test", "n_cold", "n_cold_users", "n_cold_items", "n_params",
                "train_seconds", "best_epoch", "stopped_early")
 
