@@ -51,6 +51,6 @@ def test_reference_preset_reproduces_the_reference(ml_small, tmp_path):
     required = {"model", "seed", "rmse", "mae", "mse", "rmse_warm", "n_train", "n_test", "n_cold",
                 "n_params", "train_seconds", "history"}
     assert all(required <= set(r) for r in saved)
-    assert (tmp_path / "results.csv").read_text().splitlines()[0].startswith("model,seed,rmse")
+    assert (tmp_path / "results.csv").read_text().splitlines()[0].startswith("model,seed,fold,rmse")
     settings = json.loads((tmp_path / "settings.json").read_text())
     assert settings["split_seed"] == 42 and settings["preset"]["train"]["batch_size"] == 64

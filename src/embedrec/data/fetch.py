@@ -80,7 +80,7 @@ def locate(
         raise DataError(f"{path}: no such folder or zip file")
     env = os.environ.get("EMBEDREC_DATA")
     if env:
-        for sub in {release.name, release.folder}:
+        for sub in dict.fromkeys((release.name, release.folder)):
             found = _release_dir(Path(env) / sub, release)
             if found:
                 return found
@@ -123,7 +123,8 @@ def _with_retries(what: str, fn: Callable[[], None], retries: int, backoff: floa
             fn()
             return
         except (urllib.error.URLError, OSError, TimeoutError) as exc:
-            if attempt == retries:
+            client_error = isinstance(exc, urllib.error.HTTPError) and 400 <= exc.code < 500
+            if attempt == retries or client_error:  # a 404 will not go away by retrying
                 raise DownloadError(f"{what}: {exc}") from exc
             log.warning("%s failed (%s), retry %d of %d", what, exc, attempt, retries - 1)
             time.sleep(backoff * attempt)

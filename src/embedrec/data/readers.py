@@ -64,7 +64,9 @@ def read_table(path: Path, fmt: TableFormat) -> pd.DataFrame:
         found = _decode_error_line(path, fmt.encoding)
         where = f", line {found[0]}" if found else ""
         byte = found[1] if found else exc.object[exc.start]
-        raise DataError(f"{path}{where}: not valid {fmt.encoding} text (byte 0x{byte:02x})") from exc
+        raise DataError(
+            f"{path}{where}: not valid {fmt.encoding} text (byte 0x{byte:02x})"
+        ) from exc
     except pd.errors.ParserError as exc:
         raise DataError(f"{path}: malformed line ({exc})") from exc
     except pd.errors.EmptyDataError as exc:
@@ -119,7 +121,7 @@ def validate_ratings(
             line = _first_line(bad, header)
             raise DataError(
                 f"{path}, line {line}, column {shown.get('timestamp', 'timestamp')}: "
-                f"{frame['timestamp'].iloc[line - (2 if header else 1)]!r} is not a timestamp"
+                f"{str(frame['timestamp'].iloc[line - (2 if header else 1)])!r} is not a timestamp"
             )
         out["timestamp"] = ts.to_numpy().astype(np.int64)
     return out
