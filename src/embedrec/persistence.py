@@ -1,0 +1,246 @@
+"""Model folders: ``weights.safetensors`` + ``manifest.json``. No pickle, nothing executes on load.
+
+A folder holds one trained model (neural or baseline) with everything needed to use it: the id
+maps, the items each user rated in training (to mask them), item popularity, the bias baseline
+used for cold users and movies, and item titles. The manifest records the sha256 of the weights
+file; loading refuses a file whose checksum, format version or tensor shapes do not match.
+Saving writes a temporary sibling folder and renames it into place, so a crash leaves any
+earlier model intact.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from embedrec import __version__
+from embedrec.data.dataset import IdMap, Ratings
+from embedrec.errors import EmbedrecError
+from embedrec.models.base import EmbeddingModel
+from embedrec.models.baselines import BiasBaseline, GlobalMean
+from embedrec.models.registry import ModelConfig, build_model
+
+FORMAT_VERSION = 1
+WEIGHTS, MANIFEST = "weights.safetensors", "manifest.json"
+
+
+class ModelFileError(EmbedrecError):
+    """A model folder is missing, tampered with, truncated, or from an unknown format."""
+
+
+@dataclass(eq=False)
+class ModelBundle:
+    """A trained model and what it needs to recommend: ids, seen items, popularity, titles."""
+
+    name: str  # dot | biased | mlp | mean | bias
+    model: Any  # EmbeddingModel, BiasBaseline or GlobalMean
+    user_map: IdMap
+    item_map: IdMap
+    scale: tuple[float, float]
+    seen_indptr: np.ndarray  # CSR over users of the items they rated in training
+    seen_items: np.ndarray
+    item_counts: np.ndarray  # training ratings per item (popularity)
+    fallback: BiasBaseline  # predicts cold users and movies
+    item_info: pd.DataFrame | None = None
+    config: dict = field(default_factory=dict)  # ModelConfig.to_dict() for neural models
+    manifest: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_training(cls, name: str, model: Any, train: Ratings, fallback: BiasBaseline, *,
+                      config: dict | None = None, manifest: dict | None = None) -> ModelBundle:
+        order = np.argsort(train.users, kind="stable")
+        counts = np.bincount(train.users, minlength=train.n_users)
+        indptr = np.concatenate(([0], np.cumsum(counts))).astype(np.int64)
+        return cls(name=name, model=model, user_map=train.user_map, item_map=train.item_map,
+                   scale=train.scale, seen_indptr=indptr,
+                   seen_items=train.items[order].astype(np.int32),
+                   item_counts=np.bincount(train.items, minlength=train.n_items).astype(np.int64),
+                   fallback=fallback, item_info=train.item_info, config=dict(config or {}),
+                   manifest=dict(manifest or {}))
+
+    def seen(self, user: int) -> np.ndarray:
+        return self.seen_items[self.seen_indptr[user]:self.seen_indptr[user + 1]]
+
+    def known_users(self) -> np.ndarray:
+        return np.diff(self.seen_indptr) > 0
+
+    def known_items(self) -> np.ndarray:
+        return self.item_counts > 0
+
+    @property
+    def is_neural(self) -> bool:
+        return isinstance(self.model, EmbeddingModel)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _ids_tensor_or_list(ids: np.ndarray) -> tuple[torch.Tensor | None, list | None]:
+    if ids.dtype.kind in "iu":
+        return torch.from_numpy(ids.astype(np.int64)), None
+    return None, [str(x) for x in ids.tolist()]
+
+
+def _tensors(bundle: ModelBundle) -> dict[str, torch.Tensor]:
+    t: dict[str, torch.Tensor] = {}
+    if bundle.is_neural:
+        for key, value in bundle.model.state_dict().items():
+            t[f"model.{key}"] = value.detach().contiguous()
+    else:
+        for key, value in bundle.model.arrays().items():
+            t[f"model.{key}"] = torch.tensor(np.asarray(value, dtype=np.float64))  # a copy each
+    for key, value in bundle.fallback.arrays().items():
+        t[f"fallback.{key}"] = torch.tensor(np.asarray(value, dtype=np.float64))
+    t["seen.indptr"] = torch.from_numpy(bundle.seen_indptr.astype(np.int64))
+    t["seen.items"] = torch.from_numpy(bundle.seen_items.astype(np.int32))
+    t["items.counts"] = torch.from_numpy(bundle.item_counts.astype(np.int64))
+    for role, ids in (("users", bundle.user_map.ids), ("items", bundle.item_map.ids)):
+        tensor, _ = _ids_tensor_or_list(ids)
+        if tensor is not None:
+            t[f"ids.{role}"] = tensor
+    return t
+
+
+def _items_json(info: pd.DataFrame | None) -> list | None:
+    if info is None:
+        return None
+    return [[k if isinstance(k, (int, str)) else int(k), str(t), str(g)]
+            for k, t, g in zip(info.index.tolist(), info["title"], info["genres"])]
+
+
+def save_model(bundle: ModelBundle, folder: str | Path) -> Path:
+    """Write the bundle to ``folder`` atomically; returns the folder."""
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
+    try:
+        save_file(_tensors(bundle), str(tmp / WEIGHTS), metadata={"format": "embedrec"})
+        _, user_list = _ids_tensor_or_list(bundle.user_map.ids)
+        _, item_list = _ids_tensor_or_list(bundle.item_map.ids)
+        manifest = dict(bundle.manifest) | {
+            "format_version": FORMAT_VERSION,
+            "embedrec_version": __version__,
+            "model": bundle.name,
+            "config": _config(bundle),
+            "rating_range": list(bundle.scale),
+            "n_users": len(bundle.user_map), "n_items": len(bundle.item_map),
+            "user_ids": user_list, "item_ids": item_list,
+            "items": _items_json(bundle.item_info),
+            "weights_sha256": _sha256(tmp / WEIGHTS),
+        }
+        (tmp / MANIFEST).write_text(json.dumps(manifest), encoding="utf-8")
+        old = folder.with_name(f".{folder.name}.old")
+        if folder.exists():
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(folder, old)
+        os.replace(tmp, folder)
+        shutil.rmtree(old, ignore_errors=True)
+        return folder
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _config(bundle: ModelBundle) -> dict:
+    if bundle.is_neural:
+        return bundle.config
+    if isinstance(bundle.model, BiasBaseline):
+        return {"name": "bias", "user_damping": bundle.model.user_damping,
+                "item_damping": bundle.model.item_damping, "sweeps": bundle.model.sweeps}
+    return {"name": "mean"}
+
+
+def _fail(folder: Path, what: str) -> ModelFileError:
+    return ModelFileError(f"{folder}: {what}")
+
+
+def load_model(folder: str | Path) -> ModelBundle:
+    """Load a model folder written by ``save_model``, verifying it first."""
+    folder = Path(folder)
+    mpath, wpath = folder / MANIFEST, folder / WEIGHTS
+    if not mpath.is_file() or not wpath.is_file():
+        raise _fail(folder, f"not a model folder (needs {MANIFEST} and {WEIGHTS})")
+    try:
+        manifest = json.loads(mpath.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise _fail(folder, f"{MANIFEST} is not valid JSON ({exc})") from exc
+    if not isinstance(manifest, dict):
+        raise _fail(folder, f"{MANIFEST} must hold a JSON object")
+    version = manifest.get("format_version")
+    if version != FORMAT_VERSION:
+        raise _fail(folder, f"unknown format version {version!r} (this embedrec reads {FORMAT_VERSION})")
+    if _sha256(wpath) != manifest.get("weights_sha256"):
+        raise _fail(folder, f"{WEIGHTS} does not match the checksum in {MANIFEST} "
+                            "(tampered with or truncated)")
+    try:
+        tensors = load_file(str(wpath))
+    except (SafetensorError, OSError) as exc:
+        raise _fail(folder, f"{WEIGHTS} is not a valid safetensors file ({exc})") from exc
+    try:
+        return _assemble(manifest, tensors)
+    except (KeyError, RuntimeError, ValueError, TypeError) as exc:
+        raise _fail(folder, f"the manifest does not match the weights ({exc})") from exc
+
+
+def _assemble(manifest: dict, t: dict[str, torch.Tensor]) -> ModelBundle:
+    name = manifest["model"]
+    model_t = {k[len("model."):]: v for k, v in t.items() if k.startswith("model.")}
+    if name in ("dot", "biased", "mlp"):
+        model = build_model(ModelConfig.from_dict(manifest["config"]))
+        model.load_state_dict(model_t, strict=True)
+        model.eval()
+    elif name == "bias":
+        cfg = manifest["config"]
+        model = BiasBaseline(user_damping=cfg["user_damping"], item_damping=cfg["item_damping"],
+                             sweeps=cfg["sweeps"], clip=tuple(manifest["rating_range"]))
+        _fill_bias(model, model_t)
+    elif name == "mean":
+        model = GlobalMean()
+        model.mean = float(model_t["mean"][0])
+    else:
+        raise ValueError(f"unknown model {name!r}")
+    damping = float(manifest.get("fallback_damping", 5.0))
+    fallback = BiasBaseline(user_damping=damping, item_damping=damping,
+                            clip=tuple(manifest["rating_range"]))
+    _fill_bias(fallback, {k[len("fallback."):]: v for k, v in t.items() if k.startswith("fallback.")})
+    user_ids = t["ids.users"].numpy() if "ids.users" in t else np.array(manifest["user_ids"])
+    item_ids = t["ids.items"].numpy() if "ids.items" in t else np.array(manifest["item_ids"])
+    n_users, n_items = manifest["n_users"], manifest["n_items"]
+    if len(user_ids) != n_users or len(item_ids) != n_items:
+        raise ValueError("id maps and the manifest's counts differ")
+    if len(fallback.user_bias) != n_users or len(fallback.item_bias) != n_items:
+        raise ValueError("fallback biases do not cover every user and item")
+    indptr, seen = t["seen.indptr"].numpy(), t["seen.items"].numpy()
+    if len(indptr) != n_users + 1 or indptr[-1] != len(seen):
+        raise ValueError("seen-items index does not match the number of users")
+    items = manifest.get("items")
+    info = None
+    if items:
+        info = pd.DataFrame(items, columns=["item", "title", "genres"]).set_index("item")
+    return ModelBundle(name=name, model=model, user_map=IdMap(user_ids), item_map=IdMap(item_ids),
+                       scale=tuple(manifest["rating_range"]), seen_indptr=indptr, seen_items=seen,
+                       item_counts=t["items.counts"].numpy(), fallback=fallback, item_info=info,
+                       config=manifest["config"], manifest=manifest)
+
+
+def _fill_bias(model: BiasBaseline, arrays: dict[str, torch.Tensor]) -> None:
+    model.mean = float(arrays["mean"][0])
+    model.user_bias = arrays["user_bias"].numpy()
+    model.item_bias = arrays["item_bias"].numpy()

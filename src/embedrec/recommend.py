@@ -1,0 +1,341 @@
+"""Recommendations from a model bundle: top-k for known users, similar movies, and new users.
+
+Scores are computed for the whole catalogue at once (a user against every item), seen items are
+masked, and the top k are picked with ``argpartition``. Items with no training rating are scored
+by the bias fallback, never by an untrained embedding. New users are folded in from a few
+ratings with item parameters fixed: a ridge solve for the dot model, a ridge solve in logit space
+refined by gradient steps through the sigmoid for the biased model, gradient steps for the MLP.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+
+from embedrec.errors import EmbedrecError
+from embedrec.models.baselines import BiasBaseline
+from embedrec.models.mf import BiasedModel, DotModel
+from embedrec.persistence import ModelBundle
+
+log = logging.getLogger(__name__)
+
+
+class UnknownIdError(EmbedrecError):
+    """A user or movie id the model has never seen."""
+
+
+@dataclass(frozen=True)
+class FoldIn:
+    """A new user's parameters and how many of their ratings were recognised."""
+
+    vector: np.ndarray | None  # user factors (None for baselines)
+    bias: float
+    n_given: int
+    n_used: int
+    unknown: list
+
+
+# ---------------------------------------------------------------- look-ups -------------------
+def user_index(bundle: ModelBundle, user) -> int:
+    idx = bundle.user_map.index(_coerce(bundle.user_map.ids, user), missing=-1)
+    if idx < 0:
+        raise UnknownIdError(f"unknown user {user!r} (the model knows {len(bundle.user_map):,} users)")
+    return idx
+
+
+def _coerce(ids: np.ndarray, raw):
+    if ids.dtype.kind in "iu" and isinstance(raw, str) and raw.strip().lstrip("-").isdigit():
+        return int(raw)
+    return raw
+
+
+def find_movie(bundle: ModelBundle, query) -> int:
+    """Item index for a movie id, an exact title, or a forgiving title search."""
+    raw = _coerce(bundle.item_map.ids, query)
+    idx = bundle.item_map.index(raw, missing=-1)
+    if idx >= 0:
+        return idx
+    info = bundle.item_info
+    if info is None or not isinstance(query, str):
+        raise UnknownIdError(f"unknown movie {query!r}")
+    titles = info["title"].astype(str)
+    exact = titles[titles.str.lower() == query.strip().lower()]
+    hits = exact if len(exact) else titles[_search_mask(titles, query)]
+    known = [i for i in hits.index if i in bundle.item_map]
+    if len(known) == 1:
+        return bundle.item_map.index(known[0])
+    if not known:
+        raise UnknownIdError(f"no movie matches {query!r}")
+    known.sort(key=lambda i: -bundle.item_counts[bundle.item_map.index(i)])
+    shown = "; ".join(f"{i}: {info.at[i, 'title']}" for i in known[:8])
+    raise UnknownIdError(f"{len(known)} movies match {query!r}, be more precise or use an id: {shown}")
+
+
+def _search_mask(titles: pd.Series, query: str) -> np.ndarray:
+    words = [w for w in re.split(r"\W+", query.lower()) if w]
+    lower = titles.str.lower()
+    mask = np.ones(len(titles), dtype=bool)
+    for w in words:
+        mask &= lower.str.contains(w, regex=False).to_numpy()
+    return mask
+
+
+def describe(bundle: ModelBundle, items: np.ndarray, scores: np.ndarray) -> pd.DataFrame:
+    raw = bundle.item_map.raw(items)
+    info = bundle.item_info
+    titles = [info.at[r, "title"] if info is not None and r in info.index else "" for r in raw]
+    genres = [info.at[r, "genres"] if info is not None and r in info.index else "" for r in raw]
+    return pd.DataFrame({"movieId": raw, "title": titles, "genres": genres,
+                         "score": np.round(scores.astype(float), 4)})
+
+
+# ---------------------------------------------------------------- scoring --------------------
+@torch.no_grad()
+def score_users(bundle: ModelBundle, users: np.ndarray) -> np.ndarray:
+    """(len(users), n_items) predicted ratings; items without training ratings use the fallback."""
+    users = np.asarray(users, dtype=np.int64)
+    n_items = len(bundle.item_map)
+    model = bundle.model
+    if isinstance(model, (DotModel, BiasedModel)):
+        p = model.user_factors.weight[torch.from_numpy(users)]
+        x = p @ model.item_factors.weight.T
+        if isinstance(model, BiasedModel):
+            x += model.user_bias.weight[torch.from_numpy(users)] + model.item_bias.weight[:, 0]
+            x = torch.sigmoid(x) * (model.high - model.low) + model.low
+        scores = x.numpy()
+    elif bundle.is_neural:
+        uu = np.repeat(users, n_items)
+        ii = np.tile(np.arange(n_items), len(users))
+        scores = model.predict(uu, ii).reshape(len(users), n_items)
+    else:
+        uu = np.repeat(users, n_items)
+        ii = np.tile(np.arange(n_items), len(users))
+        scores = model.predict(uu, ii).reshape(len(users), n_items)
+    cold = ~bundle.known_items()
+    if cold.any() and bundle.is_neural:
+        fb = bundle.fallback
+        scores[:, cold] = np.clip(fb.mean + fb.user_bias[users][:, None] + fb.item_bias[cold][None, :],
+                                  *bundle.scale)
+    return scores.astype(np.float32, copy=False)
+
+
+def top_k(scores: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the k largest scores per row, best first (ties by lower index)."""
+    k = min(k, scores.shape[1])
+    part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    rows = np.arange(scores.shape[0])[:, None]
+    order = np.lexsort((part, -scores[rows, part]), axis=1)
+    return part[rows, order]
+
+
+def _mask_seen(bundle: ModelBundle, users: np.ndarray, scores: np.ndarray) -> None:
+    for row, u in enumerate(users):
+        scores[row, bundle.seen(u)] = -np.inf
+
+
+def recommend(bundle: ModelBundle, user, k: int = 10, *, exclude_seen: bool = True) -> pd.DataFrame:
+    """The k best movies for a known user, with titles, genres and predicted ratings."""
+    _check_k(k)
+    u = user_index(bundle, user)
+    scores = score_users(bundle, np.array([u]))
+    if exclude_seen:
+        _mask_seen(bundle, np.array([u]), scores)
+    items = top_k(scores, k)[0]
+    items = items[np.isfinite(scores[0, items])]
+    return describe(bundle, items, scores[0, items])
+
+
+def recommend_all(bundle: ModelBundle, k: int = 10, *, chunk: int = 1024,
+                  users: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k item indices and scores for many users (all by default), seen items masked.
+
+    A user with fewer than k unseen items gets index -1 and score -inf in the spare places.
+    """
+    _check_k(k)
+    users = np.arange(len(bundle.user_map)) if users is None else np.asarray(users)
+    k_eff = min(k, len(bundle.item_map))
+    out_items = np.empty((len(users), k_eff), dtype=np.int32)
+    out_scores = np.empty((len(users), k_eff), dtype=np.float32)
+    for start in range(0, len(users), chunk):
+        block = users[start:start + chunk]
+        scores = score_users(bundle, block)
+        _mask_seen(bundle, block, scores)
+        best = top_k(scores, k_eff)
+        best_scores = np.take_along_axis(scores, best, axis=1)
+        out_items[start:start + len(block)] = np.where(np.isfinite(best_scores), best, -1)
+        out_scores[start:start + len(block)] = best_scores
+    return out_items, out_scores
+
+
+def _check_k(k: int) -> None:
+    if k < 1:
+        raise EmbedrecError(f"k must be at least 1, got {k}")
+
+
+def popular(bundle: ModelBundle, k: int = 10, exclude: np.ndarray | None = None) -> pd.DataFrame:
+    """The most rated movies (the ``--fallback popular`` answer)."""
+    counts = bundle.item_counts.astype(np.float64).copy()
+    if exclude is not None:
+        counts[exclude] = -np.inf
+    items = top_k(counts[None, :], k)[0]
+    return describe(bundle, items, counts[items])
+
+
+# ---------------------------------------------------------------- similar items --------------
+def similar_items(bundle: ModelBundle, movie, k: int = 10) -> pd.DataFrame:
+    """Movies nearest to ``movie`` by cosine similarity of their embeddings."""
+    _check_k(k)
+    if not bundle.is_neural:
+        raise EmbedrecError(f"the {bundle.name} model has no movie embeddings; train dot, biased or mlp")
+    idx = find_movie(bundle, movie)
+    known = bundle.known_items()
+    if not known[idx]:
+        raise EmbedrecError(f"movie {bundle.item_map.raw(idx)} has no training ratings, so no embedding")
+    emb = bundle.model.item_factors.weight.detach().numpy()
+    norms = np.linalg.norm(emb, axis=1) + 1e-12
+    sims = (emb @ emb[idx]) / (norms * norms[idx])
+    sims[~known] = -np.inf
+    sims[idx] = -np.inf
+    items = top_k(sims[None, :], k)[0]
+    return describe(bundle, items, sims[items])
+
+
+# ---------------------------------------------------------------- new users ------------------
+def parse_rated(bundle: ModelBundle, rated: list[tuple[object, float]]) -> tuple[np.ndarray, np.ndarray, list]:
+    """Resolve (movie id or title, rating) pairs; returns item indices, ratings, unknown ones."""
+    lo, hi = bundle.scale
+    items, values, unknown = [], [], []
+    for movie, rating in rated:
+        rating = float(rating)
+        if not (lo <= rating <= hi) or math.isnan(rating):
+            raise EmbedrecError(f"rating {rating:g} for {movie!r} is outside the scale {lo:g} to {hi:g}")
+        try:
+            idx = find_movie(bundle, movie)
+        except UnknownIdError:
+            unknown.append(movie)
+            continue
+        if bundle.item_counts[idx] == 0:
+            unknown.append(movie)
+            continue
+        items.append(idx)
+        values.append(rating)
+    return np.array(items, dtype=np.int64), np.array(values, dtype=np.float32), unknown
+
+
+def fold_in(bundle: ModelBundle, rated: list[tuple[object, float]], *, l2: float = 1.0,
+            steps: int = 100) -> FoldIn:
+    """Fit a new user's vector and bias to their ratings, item parameters fixed."""
+    if not rated:
+        raise EmbedrecError("no ratings given for the new user")
+    items, r, unknown = parse_rated(bundle, rated)
+    if len(items) == 0:
+        raise EmbedrecError(f"none of the {len(rated)} rated movies is known to the model")
+    model = bundle.model
+    fb = bundle.fallback
+    bias = float(np.sum(r - fb.mean - fb.item_bias[items]) / (len(r) + fb.user_damping))
+    vector = None
+    if isinstance(model, DotModel):
+        q = model.item_factors.weight.detach().numpy()[items].astype(np.float64)
+        vector = np.linalg.solve(q.T @ q + l2 * np.eye(q.shape[1]), q.T @ r)
+    elif isinstance(model, BiasedModel):
+        vector, bias = _fold_in_biased(model, items, r, l2, steps)
+    elif bundle.is_neural:
+        vector = _fold_in_gradient(model, items, r, l2, steps)
+    return FoldIn(vector=None if vector is None else vector.astype(np.float32), bias=bias,
+                  n_given=len(rated), n_used=len(items), unknown=unknown)
+
+
+def _fold_in_biased(model: BiasedModel, items, r, l2, steps):
+    lo, hi = model.low, model.high
+    q = model.item_factors.weight.detach().numpy()[items].astype(np.float64)
+    bi = model.item_bias.weight.detach().numpy()[items, 0].astype(np.float64)
+    frac = np.clip((r - lo) / (hi - lo), 0.05, 0.95)
+    z = np.log(frac / (1 - frac)) - bi  # target logits minus the item biases
+    x = np.hstack([q, np.ones((len(items), 1))])
+    reg = l2 * np.eye(x.shape[1])  # shrinks the vector and the bias toward 0
+    theta = np.linalg.solve(x.T @ x + reg, x.T @ z)
+    p = torch.tensor(theta[:-1], dtype=torch.float32, requires_grad=True)
+    b = torch.tensor([theta[-1]], dtype=torch.float32, requires_grad=True)
+    qt, bt = torch.from_numpy(q.astype(np.float32)), torch.from_numpy(bi.astype(np.float32))
+    rt = torch.from_numpy(r)
+    opt = torch.optim.LBFGS([p, b], max_iter=steps, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        pred = torch.sigmoid(qt @ p + b + bt) * (hi - lo) + lo
+        loss = torch.mean((pred - rt) ** 2) + l2 / len(r) * ((p * p).sum() + (b * b).sum())
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    return p.detach().numpy(), float(b.item())
+
+
+def _fold_in_gradient(model, items, r, l2, steps):
+    users = model.user_factors.weight.detach()
+    p = users.mean(0).clone().requires_grad_(True)
+    it = torch.from_numpy(items)
+    rows = model.item_factors.weight.detach()[it]
+    rt = torch.from_numpy(r)
+    opt = torch.optim.Adam([p], lr=0.05)
+    model.eval()
+    for _ in range(steps):
+        opt.zero_grad()
+        pred = model.score({"user_factors": p.expand(len(items), -1)}, {"item_factors": rows})
+        loss = torch.mean((pred - rt) ** 2) + l2 * 1e-3 * (p * p).sum()
+        loss.backward()
+        opt.step()
+    return p.detach().numpy()
+
+
+@torch.no_grad()
+def score_new_user(bundle: ModelBundle, fit: FoldIn) -> np.ndarray:
+    model, n_items = bundle.model, len(bundle.item_map)
+    fb = bundle.fallback
+    if fit.vector is None:  # baselines
+        if isinstance(model, BiasBaseline):
+            return np.clip(model.mean + fit.bias + model.item_bias, *bundle.scale).astype(np.float32)
+        return np.full(n_items, model.mean, dtype=np.float32)
+    p = torch.from_numpy(fit.vector)
+    if isinstance(model, DotModel):
+        scores = (model.item_factors.weight @ p).numpy()
+    elif isinstance(model, BiasedModel):
+        x = model.item_factors.weight @ p + fit.bias + model.item_bias.weight[:, 0]
+        scores = (torch.sigmoid(x) * (model.high - model.low) + model.low).numpy()
+    else:
+        model.eval()
+        scores = model.score({"user_factors": p.expand(n_items, -1)},
+                             {"item_factors": model.item_factors.weight}).numpy()
+    cold = ~bundle.known_items()
+    scores = scores.astype(np.float32).copy()
+    scores[cold] = np.clip(fb.mean + fit.bias + fb.item_bias[cold], *bundle.scale)
+    return scores
+
+
+def recommend_for_ratings(bundle: ModelBundle, rated: list[tuple[object, float]], k: int = 10
+                          ) -> tuple[pd.DataFrame, FoldIn]:
+    """Recommendations for a new user from (movie, rating) pairs, without retraining."""
+    _check_k(k)
+    fit = fold_in(bundle, rated)
+    scores = score_new_user(bundle, fit)[None, :]
+    items_given, _, _ = parse_rated(bundle, rated)
+    scores[0, items_given] = -np.inf
+    items = top_k(scores, k)[0]
+    return describe(bundle, items, scores[0, items]), fit
+
+
+def predict(bundle: ModelBundle, pairs: list[tuple[object, object]]) -> np.ndarray:
+    """Predicted ratings for (user id, movie id) pairs of known users and movies."""
+    users = np.array([user_index(bundle, u) for u, _ in pairs], dtype=np.int64)
+    items = np.array([find_movie(bundle, m) for _, m in pairs], dtype=np.int64)
+    pred = np.asarray(bundle.model.predict(users, items), dtype=np.float32)
+    cold = ~bundle.known_items()[items] | ~bundle.known_users()[users]
+    if cold.any():
+        pred[cold] = bundle.fallback.predict(users[cold], items[cold])
+    return pred
