@@ -68,3 +68,16 @@ def test_kfold_runs_every_fold(ratings_csv, tmp_path):
     assert [r["fold"] for r in records] == list(range(1, 11))
     n_rows = len(ratings_csv.read_text().splitlines()) - 1
     assert sum(r["n_test"] for r in records) == n_rows  # the folds cover every row once
+
+
+def test_compare_reports_top_n_metrics_for_every_model(ratings_csv, tmp_path):
+    out = tmp_path / "rank"
+    assert main(["compare", "--data", str(ratings_csv), "--models", "biased,bias,pop", "--seeds",
+                 "1", "--epochs", "2", "-k", "5", "--relevant", "3.5", "--out", str(out)]) == 0
+    records = {r["model"]: r for r in json.loads((out / "results.json").read_text())}
+    for rec in records.values():
+        assert rec["k"] == 5 and rec["relevance_threshold"] == 3.5
+        for key in ("precision_at_k", "recall_at_k", "ndcg_at_k", "map_at_k", "hit_rate_at_k",
+                    "coverage_at_k"):
+            assert 0.0 <= rec[key] <= 1.0
+    assert records["pop"]["rmse"] is None and records["biased"]["rmse"] > 0

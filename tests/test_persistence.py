@@ -17,7 +17,7 @@ def data():
     return make_ratings(n_users=25, n_items=18, seed=3)
 
 
-@pytest.fixture(scope="module", params=["dot", "biased", "mlp", "bias", "mean"])
+@pytest.fixture(scope="module", params=["dot", "biased", "mlp", "bias", "mean", "pop"])
 def saved(request, data, tmp_path_factory):
     bundle = train_bundle(data, request.param, PRESET, seed=1)
     folder = save_model(bundle, tmp_path_factory.mktemp("m") / request.param)

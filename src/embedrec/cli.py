@@ -25,7 +25,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="Embedding recommenders for explicit ratings: does a network beat MF here?")
 data_app = typer.Typer(no_args_is_help=True, help="Datasets: list, fetch, describe.")
 app.add_typer(data_app, name="data")
-out = Console(width=None if sys.stdout.isatty() else 120)
+out = Console(width=None if sys.stdout.isatty() else 200)
 err = Console(stderr=True)
 log = logging.getLogger("embedrec")
 
@@ -74,21 +74,30 @@ def _fmt(mean, std, digits=4) -> str:
 
 
 def print_summary(comparison) -> None:
-    table = Table(title=f"{comparison.settings['dataset']}: {comparison.settings['split']} split, "
-                        f"preset {comparison.settings['preset']['name']}, "
-                        f"{len(comparison.settings['seeds'])} seed(s)")
-    for col in ("model", "RMSE", "MAE", "RMSE warm", "RMSE model-only", "params", "train s"):
-        table.add_column(col, justify="left" if col == "model" else "right")
+    settings = comparison.settings
+    k = settings["k"]
+    table = Table(title=f"{settings['dataset']}: {settings['split']} split, preset "
+                        f"{settings['preset']['name']}, {len(settings['seeds'])} seed(s); "
+                        f"top-{k}, relevant = rating >= {settings['relevance_threshold']:g}")
+    columns = [("RMSE", "rmse", 4), ("MAE", "mae", 4), ("RMSE warm", "rmse_warm", 4),
+               ("RMSE model-only", "rmse_model_all", 4), (f"NDCG@{k}", "ndcg_at_k", 4),
+               (f"P@{k}", "precision_at_k", 4), (f"R@{k}", "recall_at_k", 4),
+               (f"MAP@{k}", "map_at_k", 4), (f"HR@{k}", "hit_rate_at_k", 3),
+               ("coverage", "coverage_at_k", 3), ("train s", "train_seconds", 1)]
+    table.add_column("model")
+    for title, _, _ in columns:
+        table.add_column(title, justify="right")
+    table.add_column("params", justify="right")
     for row in comparison.summary():
-        table.add_row(row["model"], _fmt(row["rmse"], row["rmse_std"]), _fmt(row["mae"], row["mae_std"]),
-                      _fmt(row["rmse_warm"], row["rmse_warm_std"]),
-                      _fmt(row["rmse_model_all"], row["rmse_model_all_std"]),
-                      f"{row['n_params']:,.0f}", _fmt(row["train_seconds"], row["train_seconds_std"], 1))
+        cells = [_fmt(row[key], row[f"{key}_std"], digits) for _, key, digits in columns]
+        table.add_row(row["model"], *cells, f"{row['n_params']:,.0f}")
     out.print(table)
     first = comparison.records[0]
     out.print(f"test rows {first['n_test']:,}, cold rows {first['n_cold']:,} "
               f"(users {first['n_cold_users']:,}, movies {first['n_cold_items']:,}) predicted by the "
-              f"bias baseline; training rows {first['n_train']:,}, validation rows {first['n_valid']:,}")
+              f"bias baseline; training rows {first['n_train']:,}, validation rows "
+              f"{first['n_valid']:,}; {first['n_users_ranked']:,} users ranked over the catalogue "
+              f"minus their training items")
 
 
 @app.command()
@@ -96,7 +105,7 @@ def compare(
     dataset: DatasetOpt = "ml-latest-small",
     data: DataOpt = None,
     models: Annotated[list[str], typer.Option("--models", "-m", help="Comma-separated or repeated: "
-                                              "dot, biased, mlp, mean, bias.")] = ["dot,biased,mlp,mean,bias"],
+                                              "dot, biased, mlp, mean, bias, pop.")] = ["dot,biased,mlp,mean,bias,pop"],
     preset: Annotated[str, typer.Option(help="reference or default.")] = "default",
     split: Annotated[Optional[str], typer.Option(
         help="random, kfold, user-random, user-latest, time (default: the preset's).")] = None,
@@ -107,6 +116,9 @@ def compare(
     lr: Annotated[Optional[float], typer.Option(help="Adam learning rate.")] = None,
     l2: Annotated[Optional[float], typer.Option(help="L2 coefficient on embedding tables.")] = None,
     valid_fraction: Annotated[Optional[float], typer.Option(help="Validation share of train.")] = None,
+    k: Annotated[Optional[int], typer.Option("-k", "--k", min=1, help="Top-N list length (10).")] = None,
+    relevant: Annotated[Optional[float], typer.Option(
+        help="A test rating at least this is relevant (4.0).")] = None,
     out_dir: Annotated[Optional[Path], typer.Option("--out", help="Write results here.")] = None,
     no_download: NoDownloadOpt = False,
 ) -> None:
@@ -115,7 +127,8 @@ def compare(
     from embedrec.presets import get_preset
 
     chosen = get_preset(preset).with_overrides(epochs=epochs, batch_size=batch_size, engine=engine,
-                                               lr=lr, l2=l2, valid_fraction=valid_fraction)
+                                               lr=lr, l2=l2, valid_fraction=valid_fraction,
+                                               top_k=k, relevance_threshold=relevant)
     ratings = load_data(dataset, data, download=not no_download)
     with _progress() as bar:
         tasks: dict[str, int] = {}

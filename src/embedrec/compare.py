@@ -19,17 +19,19 @@ import numpy as np
 from embedrec import __version__
 from embedrec.data.dataset import Ratings
 from embedrec.data.split import kfold, make_split, validation_rows
-from embedrec.evaluation.evaluate import evaluate_ratings
-from embedrec.models.baselines import BiasBaseline, GlobalMean
-from embedrec.models.registry import NEURAL, ModelConfig, check_model_names
+from embedrec.evaluation.scoring import n_params, score_model
+from embedrec.models.baselines import BiasBaseline
+from embedrec.models.registry import check_model_names
 from embedrec.presets import Preset
-from embedrec.training.trainer import train_model
+from embedrec.training.pipeline import fit_model
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MODELS = ("dot", "biased", "mlp", "mean", "bias")
+DEFAULT_MODELS = ("dot", "biased", "mlp", "mean", "bias", "pop")
 Progress = Callable[[str, int, int], None]  # (label, done, total)
-SUMMARY_METRICS = ("rmse", "mae", "rmse_warm", "rmse_model_all", "train_seconds", "n_params")
+SUMMARY_METRICS = ("rmse", "mae", "rmse_warm", "rmse_model_all", "precision_at_k", "recall_at_k",
+                   "ndcg_at_k", "map_at_k", "hit_rate_at_k", "coverage_at_k", "popularity_at_k",
+                   "train_seconds", "n_params")
 
 
 @dataclass
@@ -52,34 +54,6 @@ class Comparison:
                 row[f"{key}_std"] = float(vals.std(ddof=1)) if len(vals) > 1 else 0.0
             rows.append(row)
         return rows
-
-
-def _neural_record(name, data, fit_rows, valid, test, preset, seed, fallback, progress):
-    cfg = ModelConfig(name=name, n_users=data.n_users, n_items=data.n_items,
-                      n_factors=preset.n_factors, rating_range=data.scale)
-    step_progress = (lambda done, total: progress(f"{name} seed {seed}", done, total)) if progress else None
-    model, history = train_model(cfg, fit_rows, preset.train, seed=seed, valid=valid,
-                                 progress=step_progress)
-    metrics, _ = evaluate_ratings(model, fit_rows, test, fallback)
-    return metrics | {
-        "n_params": int(sum(p.numel() for p in model.parameters())),
-        "train_seconds": history.seconds,
-        "history": history.epochs,
-        "best_epoch": history.best_epoch,
-        "stopped_early": history.stopped_early,
-    }
-
-
-def _baseline_record(name, fit_rows, test, preset, fallback):
-    t0 = time.perf_counter()
-    model = GlobalMean() if name == "mean" else BiasBaseline(
-        user_damping=preset.bias_damping, item_damping=preset.bias_damping)
-    model.fit(fit_rows)
-    seconds = time.perf_counter() - t0
-    metrics, _ = evaluate_ratings(model, fit_rows, test, fallback)
-    n_params = 1 if name == "mean" else 1 + fit_rows.n_users + fit_rows.n_items
-    return metrics | {"n_params": n_params, "train_seconds": seconds, "history": [],
-                      "best_epoch": None, "stopped_early": False}
 
 
 def run_comparison(
@@ -115,14 +89,18 @@ def run_comparison(
                                     item_damping=preset.bias_damping).fit(fit_rows)
             for name in models:
                 log.info("training %s, seed %d, fold %d of %d", name, seed, fold, len(splits))
-                if name in NEURAL:
-                    rec = _neural_record(name, data, fit_rows, valid, test, preset, seed,
-                                         fallback, progress)
-                else:
-                    rec = _baseline_record(name, fit_rows, test, preset, fallback)
-                records.append({"model": name, "seed": seed, "fold": fold,
-                                "n_train": len(fit_rows),
-                                "n_valid": 0 if valid is None else len(valid)} | rec)
+                model, config, history, seconds = fit_model(name, data, fit_rows, valid, preset, seed,
+                                                       fallback, progress)
+                rec = score_model(name, model, config, fit_rows, test, preset, fallback)
+                records.append({
+                    "model": name, "seed": seed, "fold": fold, "n_train": len(fit_rows),
+                    "n_valid": 0 if valid is None else len(valid),
+                } | rec | {
+                    "n_params": n_params(model), "train_seconds": seconds,
+                    "history": [] if history is None else history.epochs,
+                    "best_epoch": None if history is None else history.best_epoch,
+                    "stopped_early": False if history is None else history.stopped_early,
+                })
     settings = {
         "dataset": data.name,
         "dataset_md5": data.source.get("md5"),
@@ -130,6 +108,7 @@ def run_comparison(
         "n_ratings": len(data), "n_users": data.n_users, "n_items": data.n_items,
         "scale": list(data.scale),
         "split": kind, "test_fraction": preset.test_fraction, "split_seed": preset.split_seed,
+        "k": preset.top_k, "relevance_threshold": preset.relevance_threshold,
         "folds": len(splits), "n_train": len(splits[0].train), "n_test": len(splits[0].test),
         "seeds": list(range(first_seed, first_seed + seeds)),
         "models": list(models),
@@ -163,6 +142,8 @@ def atomic_write(path: Path, text: str) -> None:
 
 
 CSV_COLUMNS = ("model", "seed", "fold", "rmse", "mae", "mse", "rmse_warm", "rmse_cold", "rmse_model_all",
+               "k", "precision_at_k", "recall_at_k", "ndcg_at_k", "map_at_k", "hit_rate_at_k",
+               "coverage_at_k", "popularity_at_k", "n_users_ranked",
                "n_train", "n_valid", "n_test", "n_cold", "n_cold_users", "n_cold_items", "n_params",
                "train_seconds", "best_epoch", "stopped_early")
 

@@ -29,7 +29,7 @@ from embedrec import __version__
 from embedrec.data.dataset import IdMap, Ratings
 from embedrec.errors import EmbedrecError
 from embedrec.models.base import EmbeddingModel
-from embedrec.models.baselines import BiasBaseline, GlobalMean
+from embedrec.models.baselines import BiasBaseline, GlobalMean, Popular
 from embedrec.models.registry import ModelConfig, build_model
 
 FORMAT_VERSION = 1
@@ -164,7 +164,7 @@ def _config(bundle: ModelBundle) -> dict:
     if isinstance(bundle.model, BiasBaseline):
         return {"name": "bias", "user_damping": bundle.model.user_damping,
                 "item_damping": bundle.model.item_damping, "sweeps": bundle.model.sweeps}
-    return {"name": "mean"}
+    return {"name": bundle.name}
 
 
 def _fail(folder: Path, what: str) -> ModelFileError:
@@ -214,6 +214,9 @@ def _assemble(manifest: dict, t: dict[str, torch.Tensor]) -> ModelBundle:
     elif name == "mean":
         model = GlobalMean()
         model.mean = float(model_t["mean"][0])
+    elif name == "pop":
+        model = Popular()
+        model.counts = model_t["counts"].numpy()
     else:
         raise ValueError(f"unknown model {name!r}")
     damping = float(manifest.get("fallback_damping", 5.0))

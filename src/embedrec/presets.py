@@ -21,6 +21,8 @@ class Preset:
     test_fraction: float = 0.1
     split_seed: int = 42  # the reference's random_state
     bias_damping: float = 5.0  # damping of the bias baseline (and the cold-start fallback)
+    top_k: int = 10  # length of the recommendation lists scored by the top-N metrics
+    relevance_threshold: float = 4.0  # a test rating at least this is a relevant item
     extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:

@@ -19,7 +19,7 @@ import pandas as pd
 import torch
 
 from embedrec.errors import EmbedrecError
-from embedrec.models.baselines import BiasBaseline
+from embedrec.models.baselines import BiasBaseline, Popular
 from embedrec.models.mf import BiasedModel, DotModel
 from embedrec.persistence import ModelBundle
 
@@ -113,10 +113,13 @@ def score_users(bundle: ModelBundle, users: np.ndarray) -> np.ndarray:
         uu = np.repeat(users, n_items)
         ii = np.tile(np.arange(n_items), len(users))
         scores = model.predict(uu, ii).reshape(len(users), n_items)
-    else:
-        uu = np.repeat(users, n_items)
-        ii = np.tile(np.arange(n_items), len(users))
-        scores = model.predict(uu, ii).reshape(len(users), n_items)
+    elif isinstance(model, BiasBaseline):
+        scores = model.mean + model.user_bias[users][:, None] + model.item_bias[None, :]
+        scores = np.clip(scores, *(model.clip or bundle.scale))
+    elif isinstance(model, Popular):
+        scores = np.broadcast_to(model.counts, (len(users), n_items)).copy()
+    else:  # GlobalMean: every item ties; ranks fall back to item order
+        scores = np.full((len(users), n_items), model.mean)
     cold = ~bundle.known_items()
     if cold.any() and bundle.is_neural:
         fb = bundle.fallback
@@ -301,6 +304,8 @@ def score_new_user(bundle: ModelBundle, fit: FoldIn) -> np.ndarray:
     if fit.vector is None:  # baselines
         if isinstance(model, BiasBaseline):
             return np.clip(model.mean + fit.bias + model.item_bias, *bundle.scale).astype(np.float32)
+        if isinstance(model, Popular):
+            return model.counts.astype(np.float32)
         return np.full(n_items, model.mean, dtype=np.float32)
     p = torch.from_numpy(fit.vector)
     if isinstance(model, DotModel):

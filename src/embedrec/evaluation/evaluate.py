@@ -13,6 +13,7 @@ from typing import Protocol
 import numpy as np
 
 from embedrec.data.dataset import Ratings
+from embedrec.evaluation import ranking
 from embedrec.evaluation.metrics import mae, mse, rmse
 
 
@@ -52,3 +53,43 @@ def evaluate_ratings(
         "n_cold_items": int(cold_i.sum()),
     }
     return metrics, pred
+
+
+def relevant_items(test: Ratings, threshold: float) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Test users (sorted) and, for each, the items they rated at least ``threshold``."""
+    users = np.unique(test.users)
+    order = np.argsort(test.users, kind="stable")
+    starts = np.searchsorted(test.users[order], users)
+    ends = np.searchsorted(test.users[order], users, side="right")
+    good = test.ratings[order] >= threshold
+    items = test.items[order]
+    return users, [items[s:e][good[s:e]] for s, e in zip(starts, ends)]
+
+
+def evaluate_ranking(
+    recommend_fn, test: Ratings, *, k: int, threshold: float, item_counts: np.ndarray
+) -> dict:
+    """Top-k metrics over the test users.
+
+    ``recommend_fn(users) -> (n_users, k) item indices`` must rank the whole catalogue minus
+    each user's training items (-1 for empty places). Relevant = a test rating >= threshold;
+    users without a relevant test item are left out of the means and counted apart.
+    """
+    users, relevant = relevant_items(test, threshold)
+    recs = np.asarray(recommend_fn(users))[:, :k]
+    n_rel = np.array([len(r) for r in relevant])
+    hits = ranking.hits_matrix(recs, relevant)
+    means = ranking.mean_metrics(hits, n_rel, k)
+    return {
+        "k": k,
+        "relevance_threshold": threshold,
+        "precision_at_k": means["precision"],
+        "recall_at_k": means["recall"],
+        "ndcg_at_k": means["ndcg"],
+        "map_at_k": means["map"],
+        "hit_rate_at_k": means["hit_rate"],
+        "coverage_at_k": ranking.coverage(recs, len(item_counts)),
+        "popularity_at_k": ranking.mean_popularity(recs, item_counts),
+        "n_users_ranked": means["n_users"],
+        "n_users_no_relevant": int(len(users) - means["n_users"]),
+    }

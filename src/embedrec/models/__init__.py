@@ -1,6 +1,6 @@
 """Models: plain ``nn.Module``s (no training inside) and numpy baselines."""
 
-from embedrec.models.baselines import BiasBaseline, GlobalMean
+from embedrec.models.baselines import BiasBaseline, GlobalMean, Popular
 from embedrec.models.base import EmbeddingModel
 from embedrec.models.init import initialise, init_reference
 from embedrec.models.mf import BiasedModel, DotModel
@@ -9,6 +9,6 @@ from embedrec.models.registry import ALL_MODELS, BASELINES, NEURAL, ModelConfig,
 
 __all__ = [
     "ALL_MODELS", "BASELINES", "NEURAL", "BiasBaseline", "BiasedModel", "DotModel",
-    "EmbeddingModel", "GlobalMean", "MLPModel", "ModelConfig", "build_model", "init_reference",
+    "EmbeddingModel", "GlobalMean", "MLPModel", "Popular", "ModelConfig", "build_model", "init_reference",
     "initialise",
 ]

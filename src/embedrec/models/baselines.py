@@ -81,3 +81,27 @@ class BiasBaseline:
 
     def arrays(self) -> dict[str, np.ndarray]:
         return {"mean": np.array([self.mean]), "user_bias": self.user_bias, "item_bias": self.item_bias}
+
+
+class Popular:
+    """Most-popular recommender: ranks items by their number of training ratings.
+
+    A top-N baseline only: it does not predict ratings (``predicts_ratings`` is False).
+    """
+
+    name = "pop"
+    predicts_ratings = False
+
+    def __init__(self) -> None:
+        self.counts = np.zeros(0)
+
+    def fit(self, train: Ratings) -> Popular:
+        self.counts = np.bincount(train.items, minlength=train.n_items).astype(np.float64)
+        return self
+
+    def predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """The popularity of each item (a ranking score, not a rating)."""
+        return self.counts[items].astype(np.float32)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {"counts": self.counts}

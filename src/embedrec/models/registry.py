@@ -10,7 +10,7 @@ from embedrec.models.mf import BiasedModel, DotModel
 from embedrec.models.mlp import MLPModel
 
 NEURAL = {"dot": DotModel, "biased": BiasedModel, "mlp": MLPModel}
-BASELINES = ("mean", "bias")
+BASELINES = ("mean", "bias", "pop")
 ALL_MODELS = tuple(NEURAL) + BASELINES
 
 
