@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from embedrec import recommend as rec
+from embedrec.recommender import score_users
 from embedrec.persistence import ModelFileError, load_model, save_model
 from embedrec.presets import get_preset
 from embedrec.training.pipeline import train_bundle
@@ -28,7 +28,7 @@ def test_round_trip_gives_identical_scores(saved):
     bundle, folder = saved
     loaded = load_model(folder)
     users = np.arange(len(bundle.user_map))
-    assert np.array_equal(rec.score_users(bundle, users), rec.score_users(loaded, users))
+    assert np.array_equal(score_users(bundle, users), score_users(loaded, users))
     assert loaded.manifest["model"] == bundle.name and loaded.manifest["format_version"] == 1
     assert np.array_equal(loaded.seen_items, bundle.seen_items)
 

@@ -230,8 +230,11 @@ def recommend(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Top-k unseen movies for a known user, a new user (--rate / --ratings), or every user."""
-    from embedrec import recommend as rec
     from embedrec.persistence import load_model
+    from embedrec.recommender import (
+        UnknownIdError, popular, recommend_all, recommend_for_ratings,
+    )
+    from embedrec.recommender import recommend as recommend_user
 
     bundle = load_model(model_dir)
     if all_users:
@@ -239,7 +242,7 @@ def recommend(
             raise EmbedrecError("--all-users needs --out FILE")
         import pandas as pd
 
-        items, scores = rec.recommend_all(bundle, k)
+        items, scores = recommend_all(bundle, k)
         n = items.shape[0]
         frame = pd.DataFrame({"userId": np.repeat(bundle.user_map.ids, items.shape[1]),
                               "rank": np.tile(np.arange(1, items.shape[1] + 1), n),
@@ -255,21 +258,21 @@ def recommend(
         raise EmbedrecError("give either --user or --rate/--ratings, not both")
     if user is not None:
         try:
-            frame = rec.recommend(bundle, user, k)
+            frame = recommend_user(bundle, user, k)
             title = f"top {k} for user {user} ({bundle.name})"
-        except rec.UnknownIdError:
+        except UnknownIdError:
             if fallback != "popular":
                 raise
-            frame = rec.popular(bundle, k)
+            frame = popular(bundle, k)
             title = f"user {user} is unknown: fallback popular, the {k} most rated movies"
         _print_frame(frame, title, as_json)
         return
     if not rated:
         if fallback == "popular":
-            _print_frame(rec.popular(bundle, k), f"fallback popular: the {k} most rated movies", as_json)
+            _print_frame(popular(bundle, k), f"fallback popular: the {k} most rated movies", as_json)
             return
         raise EmbedrecError("give --user ID, or --rate MOVIE=RATING / --ratings FILE for a new user")
-    frame, fit = rec.recommend_for_ratings(bundle, rated, k)
+    frame, fit = recommend_for_ratings(bundle, rated, k)
     if not as_json:
         msg = f"recognised {fit.n_used} of {fit.n_given} ratings"
         if fit.unknown:
@@ -286,11 +289,11 @@ def similar(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Movies nearest to a movie in embedding space (cosine)."""
-    from embedrec import recommend as rec
     from embedrec.persistence import load_model
+    from embedrec.recommender import similar_items
 
     bundle = load_model(model_dir)
-    frame = rec.similar_items(bundle, movie, k)
+    frame = similar_items(bundle, movie, k)
     _print_frame(frame, f"movies like {movie!r} ({bundle.name})", as_json)
 
 

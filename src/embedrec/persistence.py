@@ -5,7 +5,8 @@ maps, the items each user rated in training (to mask them), item popularity, the
 used for cold users and movies, and item titles. The manifest records the sha256 of the weights
 file; loading refuses a file whose checksum, format version or tensor shapes do not match.
 Saving writes a temporary sibling folder and renames it into place, so a crash leaves any
-earlier model intact.
+earlier model intact. Loading needs numpy only (no torch): neural models come back as
+``EmbeddingScorer``s.
 """
 
 from __future__ import annotations
@@ -21,16 +22,14 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.numpy import load_file, save_file
 
 from embedrec import __version__
 from embedrec.data.dataset import IdMap, Ratings
 from embedrec.errors import EmbedrecError
-from embedrec.models.base import EmbeddingModel
 from embedrec.models.baselines import BiasBaseline, GlobalMean, Popular
-from embedrec.models.registry import ModelConfig, build_model
+from embedrec.models.inference import NEURAL_NAMES, EmbeddingScorer
 
 FORMAT_VERSION = 1
 WEIGHTS, MANIFEST = "weights.safetensors", "manifest.json"
@@ -44,8 +43,8 @@ class ModelFileError(EmbedrecError):
 class ModelBundle:
     """A trained model and what it needs to recommend: ids, seen items, popularity, titles."""
 
-    name: str  # dot | biased | mlp | mean | bias
-    model: Any  # EmbeddingModel, BiasBaseline or GlobalMean
+    name: str  # dot | biased | mlp | mean | bias | pop
+    model: Any  # EmbeddingScorer, BiasBaseline, GlobalMean or Popular
     user_map: IdMap
     item_map: IdMap
     scale: tuple[float, float]
@@ -54,12 +53,14 @@ class ModelBundle:
     item_counts: np.ndarray  # training ratings per item (popularity)
     fallback: BiasBaseline  # predicts cold users and movies
     item_info: pd.DataFrame | None = None
-    config: dict = field(default_factory=dict)  # ModelConfig.to_dict() for neural models
     manifest: dict = field(default_factory=dict)
 
     @classmethod
     def from_training(cls, name: str, model: Any, train: Ratings, fallback: BiasBaseline, *,
                       config: dict | None = None, manifest: dict | None = None) -> ModelBundle:
+        """Package a trained model; a torch module is converted to numpy arrays here."""
+        if name in NEURAL_NAMES and not isinstance(model, EmbeddingScorer):
+            model = EmbeddingScorer.from_module(dict(config or {}), model)
         order = np.argsort(train.users, kind="stable")
         counts = np.bincount(train.users, minlength=train.n_users)
         indptr = np.concatenate(([0], np.cumsum(counts))).astype(np.int64)
@@ -67,8 +68,7 @@ class ModelBundle:
                    scale=train.scale, seen_indptr=indptr,
                    seen_items=train.items[order].astype(np.int32),
                    item_counts=np.bincount(train.items, minlength=train.n_items).astype(np.int64),
-                   fallback=fallback, item_info=train.item_info, config=dict(config or {}),
-                   manifest=dict(manifest or {}))
+                   fallback=fallback, item_info=train.item_info, manifest=dict(manifest or {}))
 
     def seen(self, user: int) -> np.ndarray:
         return self.seen_items[self.seen_indptr[user]:self.seen_indptr[user + 1]]
@@ -81,7 +81,15 @@ class ModelBundle:
 
     @property
     def is_neural(self) -> bool:
-        return isinstance(self.model, EmbeddingModel)
+        return isinstance(self.model, EmbeddingScorer)
+
+    def config(self) -> dict:
+        if self.is_neural:
+            return self.model.config
+        if isinstance(self.model, BiasBaseline):
+            return {"name": "bias", "user_damping": self.model.user_damping,
+                    "item_damping": self.model.item_damping, "sweeps": self.model.sweeps}
+        return {"name": self.name}
 
 
 def _sha256(path: Path) -> str:
@@ -92,30 +100,20 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _ids_tensor_or_list(ids: np.ndarray) -> tuple[torch.Tensor | None, list | None]:
-    if ids.dtype.kind in "iu":
-        return torch.from_numpy(ids.astype(np.int64)), None
-    return None, [str(x) for x in ids.tolist()]
-
-
-def _tensors(bundle: ModelBundle) -> dict[str, torch.Tensor]:
-    t: dict[str, torch.Tensor] = {}
-    if bundle.is_neural:
-        for key, value in bundle.model.state_dict().items():
-            t[f"model.{key}"] = value.detach().contiguous()
-    else:
-        for key, value in bundle.model.arrays().items():
-            t[f"model.{key}"] = torch.tensor(np.asarray(value, dtype=np.float64))  # a copy each
-    for key, value in bundle.fallback.arrays().items():
-        t[f"fallback.{key}"] = torch.tensor(np.asarray(value, dtype=np.float64))
-    t["seen.indptr"] = torch.from_numpy(bundle.seen_indptr.astype(np.int64))
-    t["seen.items"] = torch.from_numpy(bundle.seen_items.astype(np.int32))
-    t["items.counts"] = torch.from_numpy(bundle.item_counts.astype(np.int64))
+def _arrays(bundle: ModelBundle) -> dict[str, np.ndarray]:
+    t = {f"model.{k}": np.array(v) for k, v in bundle.model.arrays().items()}  # own copies
+    t |= {f"fallback.{k}": np.array(v, dtype=np.float64) for k, v in bundle.fallback.arrays().items()}
+    t["seen.indptr"] = bundle.seen_indptr.astype(np.int64)
+    t["seen.items"] = bundle.seen_items.astype(np.int32)
+    t["items.counts"] = bundle.item_counts.astype(np.int64)
     for role, ids in (("users", bundle.user_map.ids), ("items", bundle.item_map.ids)):
-        tensor, _ = _ids_tensor_or_list(ids)
-        if tensor is not None:
-            t[f"ids.{role}"] = tensor
-    return t
+        if ids.dtype.kind in "iu":
+            t[f"ids.{role}"] = ids.astype(np.int64)
+    return {k: np.ascontiguousarray(v) for k, v in t.items()}
+
+
+def _id_list(ids: np.ndarray) -> list | None:
+    return None if ids.dtype.kind in "iu" else [str(x) for x in ids.tolist()]
 
 
 def _items_json(info: pd.DataFrame | None) -> list | None:
@@ -131,17 +129,15 @@ def save_model(bundle: ModelBundle, folder: str | Path) -> Path:
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
     try:
-        save_file(_tensors(bundle), str(tmp / WEIGHTS), metadata={"format": "embedrec"})
-        _, user_list = _ids_tensor_or_list(bundle.user_map.ids)
-        _, item_list = _ids_tensor_or_list(bundle.item_map.ids)
+        save_file(_arrays(bundle), str(tmp / WEIGHTS), metadata={"format": "embedrec"})
         manifest = dict(bundle.manifest) | {
             "format_version": FORMAT_VERSION,
             "embedrec_version": __version__,
             "model": bundle.name,
-            "config": _config(bundle),
+            "config": bundle.config(),
             "rating_range": list(bundle.scale),
             "n_users": len(bundle.user_map), "n_items": len(bundle.item_map),
-            "user_ids": user_list, "item_ids": item_list,
+            "user_ids": _id_list(bundle.user_map.ids), "item_ids": _id_list(bundle.item_map.ids),
             "items": _items_json(bundle.item_info),
             "weights_sha256": _sha256(tmp / WEIGHTS),
         }
@@ -156,15 +152,6 @@ def save_model(bundle: ModelBundle, folder: str | Path) -> Path:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-
-
-def _config(bundle: ModelBundle) -> dict:
-    if bundle.is_neural:
-        return bundle.config
-    if isinstance(bundle.model, BiasBaseline):
-        return {"name": "bias", "user_damping": bundle.model.user_damping,
-                "item_damping": bundle.model.item_damping, "sweeps": bundle.model.sweeps}
-    return {"name": bundle.name}
 
 
 def _fail(folder: Path, what: str) -> ModelFileError:
@@ -190,60 +177,58 @@ def load_model(folder: str | Path) -> ModelBundle:
         raise _fail(folder, f"{WEIGHTS} does not match the checksum in {MANIFEST} "
                             "(tampered with or truncated)")
     try:
-        tensors = load_file(str(wpath))
+        arrays = load_file(str(wpath))
     except (SafetensorError, OSError) as exc:
         raise _fail(folder, f"{WEIGHTS} is not a valid safetensors file ({exc})") from exc
     try:
-        return _assemble(manifest, tensors)
-    except (KeyError, RuntimeError, ValueError, TypeError) as exc:
+        return _assemble(manifest, arrays)
+    except (KeyError, ValueError, TypeError, IndexError) as exc:
         raise _fail(folder, f"the manifest does not match the weights ({exc})") from exc
 
 
-def _assemble(manifest: dict, t: dict[str, torch.Tensor]) -> ModelBundle:
+def _assemble(manifest: dict, t: dict[str, np.ndarray]) -> ModelBundle:
     name = manifest["model"]
     model_t = {k[len("model."):]: v for k, v in t.items() if k.startswith("model.")}
-    if name in ("dot", "biased", "mlp"):
-        model = build_model(ModelConfig.from_dict(manifest["config"]))
-        model.load_state_dict(model_t, strict=True)
-        model.eval()
+    scale = tuple(float(x) for x in manifest["rating_range"])
+    if name in NEURAL_NAMES:
+        model: Any = EmbeddingScorer(manifest["config"], model_t)
     elif name == "bias":
         cfg = manifest["config"]
         model = BiasBaseline(user_damping=cfg["user_damping"], item_damping=cfg["item_damping"],
-                             sweeps=cfg["sweeps"], clip=tuple(manifest["rating_range"]))
+                             sweeps=cfg["sweeps"], clip=scale)
         _fill_bias(model, model_t)
     elif name == "mean":
         model = GlobalMean()
         model.mean = float(model_t["mean"][0])
     elif name == "pop":
         model = Popular()
-        model.counts = model_t["counts"].numpy()
+        model.counts = model_t["counts"]
     else:
         raise ValueError(f"unknown model {name!r}")
     damping = float(manifest.get("fallback_damping", 5.0))
-    fallback = BiasBaseline(user_damping=damping, item_damping=damping,
-                            clip=tuple(manifest["rating_range"]))
+    fallback = BiasBaseline(user_damping=damping, item_damping=damping, clip=scale)
     _fill_bias(fallback, {k[len("fallback."):]: v for k, v in t.items() if k.startswith("fallback.")})
-    user_ids = t["ids.users"].numpy() if "ids.users" in t else np.array(manifest["user_ids"])
-    item_ids = t["ids.items"].numpy() if "ids.items" in t else np.array(manifest["item_ids"])
+    user_ids = t["ids.users"] if "ids.users" in t else np.array(manifest["user_ids"])
+    item_ids = t["ids.items"] if "ids.items" in t else np.array(manifest["item_ids"])
     n_users, n_items = manifest["n_users"], manifest["n_items"]
     if len(user_ids) != n_users or len(item_ids) != n_items:
         raise ValueError("id maps and the manifest's counts differ")
     if len(fallback.user_bias) != n_users or len(fallback.item_bias) != n_items:
         raise ValueError("fallback biases do not cover every user and item")
-    indptr, seen = t["seen.indptr"].numpy(), t["seen.items"].numpy()
-    if len(indptr) != n_users + 1 or indptr[-1] != len(seen):
-        raise ValueError("seen-items index does not match the number of users")
+    indptr, seen = t["seen.indptr"], t["seen.items"]
+    if len(indptr) != n_users + 1 or indptr[-1] != len(seen) or len(t["items.counts"]) != n_items:
+        raise ValueError("seen items or item counts do not match the number of users and items")
+    if len(seen) and (seen.min() < 0 or seen.max() >= n_items):
+        raise ValueError("seen items out of range")
     items = manifest.get("items")
-    info = None
-    if items:
-        info = pd.DataFrame(items, columns=["item", "title", "genres"]).set_index("item")
+    info = pd.DataFrame(items, columns=["item", "title", "genres"]).set_index("item") if items else None
     return ModelBundle(name=name, model=model, user_map=IdMap(user_ids), item_map=IdMap(item_ids),
-                       scale=tuple(manifest["rating_range"]), seen_indptr=indptr, seen_items=seen,
-                       item_counts=t["items.counts"].numpy(), fallback=fallback, item_info=info,
-                       config=manifest["config"], manifest=manifest)
+                       scale=scale, seen_indptr=indptr, seen_items=seen,
+                       item_counts=t["items.counts"], fallback=fallback, item_info=info,
+                       manifest=manifest)
 
 
-def _fill_bias(model: BiasBaseline, arrays: dict[str, torch.Tensor]) -> None:
+def _fill_bias(model: BiasBaseline, arrays: dict[str, np.ndarray]) -> None:
     model.mean = float(arrays["mean"][0])
-    model.user_bias = arrays["user_bias"].numpy()
-    model.item_bias = arrays["item_bias"].numpy()
+    model.user_bias = arrays["user_bias"]
+    model.item_bias = arrays["item_bias"]

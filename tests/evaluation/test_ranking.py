@@ -45,7 +45,7 @@ def test_k_larger_than_the_catalogue():
 
 
 def test_all_ties_are_ranked_deterministically():
-    from embedrec.recommend import top_k
+    from embedrec.recommender import top_k
 
     scores = np.zeros((2, 6))
     assert top_k(scores, 3).tolist() == [[0, 1, 2], [0, 1, 2]]

@@ -7,7 +7,7 @@ import torch
 
 from embedrec.evaluation.evaluate import cold_mask, evaluate_ranking, evaluate_ratings
 from embedrec.persistence import ModelBundle
-from embedrec.recommend import recommend_all
+from embedrec.recommender import recommend_all
 
 
 def n_params(model) -> int:

@@ -1,14 +1,22 @@
-"""Models: plain ``nn.Module``s (no training inside) and numpy baselines."""
+"""Models: plain ``nn.Module``s (no training inside), numpy baselines and numpy inference.
 
-from embedrec.models.baselines import BiasBaseline, GlobalMean, Popular
-from embedrec.models.base import EmbeddingModel
-from embedrec.models.init import initialise, init_reference
-from embedrec.models.mf import BiasedModel, DotModel
-from embedrec.models.mlp import MLPModel
-from embedrec.models.registry import ALL_MODELS, BASELINES, NEURAL, ModelConfig, build_model
+Names are imported on first use, so that loading a saved model and recommending never imports
+torch.
+"""
 
-__all__ = [
-    "ALL_MODELS", "BASELINES", "NEURAL", "BiasBaseline", "BiasedModel", "DotModel",
-    "EmbeddingModel", "GlobalMean", "MLPModel", "Popular", "ModelConfig", "build_model", "init_reference",
-    "initialise",
-]
+from importlib import import_module
+
+_WHERE = {
+    "BiasBaseline": "baselines", "GlobalMean": "baselines", "Popular": "baselines",
+    "EmbeddingModel": "base", "BiasedModel": "mf", "DotModel": "mf", "MLPModel": "mlp",
+    "initialise": "init", "init_reference": "init", "EmbeddingScorer": "inference",
+    "ALL_MODELS": "registry", "BASELINES": "registry", "NEURAL": "registry",
+    "ModelConfig": "registry", "build_model": "registry",
+}
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str):
+    if name in _WHERE:
+        return getattr(import_module(f"embedrec.models.{_WHERE[name]}"), name)
+    raise AttributeError(f"module 'embedrec.models' has no attribute {name!r}")

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from embedrec.errors import ConfigError
-from embedrec.models.base import EmbeddingModel
-from embedrec.models.mf import BiasedModel, DotModel
-from embedrec.models.mlp import MLPModel
+from typing import TYPE_CHECKING
 
-NEURAL = {"dot": DotModel, "biased": BiasedModel, "mlp": MLPModel}
+from embedrec.errors import ConfigError
+
+if TYPE_CHECKING:
+    from embedrec.models.base import EmbeddingModel
+
+NEURAL = ("dot", "biased", "mlp")
 BASELINES = ("mean", "bias", "pop")
 ALL_MODELS = tuple(NEURAL) + BASELINES
 
@@ -51,6 +53,9 @@ class ModelConfig:
 
 def build_model(config: ModelConfig) -> EmbeddingModel:
     """An untrained module of the configured shape (initialise it separately)."""
+    from embedrec.models.mf import BiasedModel, DotModel
+    from embedrec.models.mlp import MLPModel
+
     if config.name == "dot":
         return DotModel(config.n_users, config.n_items, config.n_factors)
     if config.name == "biased":

@@ -3,8 +3,9 @@
 Scores are computed for the whole catalogue at once (a user against every item), seen items are
 masked, and the top k are picked with ``argpartition``. Items with no training rating are scored
 by the bias fallback, never by an untrained embedding. New users are folded in from a few
-ratings with item parameters fixed: a ridge solve for the dot model, a ridge solve in logit space
-refined by gradient steps through the sigmoid for the biased model, gradient steps for the MLP.
+ratings with item parameters fixed: a ridge solve for the dot model; for the biased model a ridge
+solve in logit space refined by Gauss-Newton steps through the sigmoid; Gauss-Newton steps for
+the MLP. Everything here is numpy: no torch is needed to recommend.
 """
 
 from __future__ import annotations
@@ -16,11 +17,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-import torch
 
 from embedrec.errors import EmbedrecError
 from embedrec.models.baselines import BiasBaseline, Popular
-from embedrec.models.mf import BiasedModel, DotModel
+from embedrec.models.inference import EmbeddingScorer
 from embedrec.persistence import ModelBundle
 
 log = logging.getLogger(__name__)
@@ -96,23 +96,18 @@ def describe(bundle: ModelBundle, items: np.ndarray, scores: np.ndarray) -> pd.D
 
 
 # ---------------------------------------------------------------- scoring --------------------
-@torch.no_grad()
 def score_users(bundle: ModelBundle, users: np.ndarray) -> np.ndarray:
     """(len(users), n_items) predicted ratings; items without training ratings use the fallback."""
     users = np.asarray(users, dtype=np.int64)
     n_items = len(bundle.item_map)
     model = bundle.model
-    if isinstance(model, (DotModel, BiasedModel)):
-        p = model.user_factors.weight[torch.from_numpy(users)]
-        x = p @ model.item_factors.weight.T
-        if isinstance(model, BiasedModel):
-            x += model.user_bias.weight[torch.from_numpy(users)] + model.item_bias.weight[:, 0]
-            x = torch.sigmoid(x) * (model.high - model.low) + model.low
-        scores = x.numpy()
-    elif bundle.is_neural:
-        uu = np.repeat(users, n_items)
-        ii = np.tile(np.arange(n_items), len(users))
-        scores = model.predict(uu, ii).reshape(len(users), n_items)
+    if isinstance(model, EmbeddingScorer):
+        scores = model.score_users(users)
+        cold = ~bundle.known_items()
+        if cold.any():
+            fb = bundle.fallback
+            scores[:, cold] = np.clip(fb.mean + fb.user_bias[users][:, None]
+                                      + fb.item_bias[cold][None, :], *bundle.scale)
     elif isinstance(model, BiasBaseline):
         scores = model.mean + model.user_bias[users][:, None] + model.item_bias[None, :]
         scores = np.clip(scores, *(model.clip or bundle.scale))
@@ -120,11 +115,6 @@ def score_users(bundle: ModelBundle, users: np.ndarray) -> np.ndarray:
         scores = np.broadcast_to(model.counts, (len(users), n_items)).copy()
     else:  # GlobalMean: every item ties; ranks fall back to item order
         scores = np.full((len(users), n_items), model.mean)
-    cold = ~bundle.known_items()
-    if cold.any() and bundle.is_neural:
-        fb = bundle.fallback
-        scores[:, cold] = np.clip(fb.mean + fb.user_bias[users][:, None] + fb.item_bias[cold][None, :],
-                                  *bundle.scale)
     return scores.astype(np.float32, copy=False)
 
 
@@ -200,7 +190,7 @@ def similar_items(bundle: ModelBundle, movie, k: int = 10) -> pd.DataFrame:
     known = bundle.known_items()
     if not known[idx]:
         raise EmbedrecError(f"movie {bundle.item_map.raw(idx)} has no training ratings, so no embedding")
-    emb = bundle.model.item_factors.weight.detach().numpy()
+    emb = bundle.model.item_factors
     norms = np.linalg.norm(emb, axis=1) + 1e-12
     sims = (emb @ emb[idx]) / (norms * norms[idx])
     sims[~known] = -np.inf
@@ -232,95 +222,100 @@ def parse_rated(bundle: ModelBundle, rated: list[tuple[object, float]]) -> tuple
 
 
 def fold_in(bundle: ModelBundle, rated: list[tuple[object, float]], *, l2: float = 1.0,
-            steps: int = 100) -> FoldIn:
-    """Fit a new user's vector and bias to their ratings, item parameters fixed."""
+            iterations: int = 20) -> FoldIn:
+    """Fit a new user's vector and bias to their ratings, item parameters fixed.
+
+    ``l2`` is the ridge penalty on the user's parameters (sum of squares, not averaged).
+    """
     if not rated:
         raise EmbedrecError("no ratings given for the new user")
     items, r, unknown = parse_rated(bundle, rated)
     if len(items) == 0:
         raise EmbedrecError(f"none of the {len(rated)} rated movies is known to the model")
-    model = bundle.model
-    fb = bundle.fallback
-    bias = float(np.sum(r - fb.mean - fb.item_bias[items]) / (len(r) + fb.user_damping))
+    model, fb = bundle.model, bundle.fallback
+    r64 = r.astype(np.float64)
+    bias = float(np.sum(r64 - fb.mean - fb.item_bias[items]) / (len(r) + fb.user_damping))
     vector = None
-    if isinstance(model, DotModel):
-        q = model.item_factors.weight.detach().numpy()[items].astype(np.float64)
-        vector = np.linalg.solve(q.T @ q + l2 * np.eye(q.shape[1]), q.T @ r)
-    elif isinstance(model, BiasedModel):
-        vector, bias = _fold_in_biased(model, items, r, l2, steps)
-    elif bundle.is_neural:
-        vector = _fold_in_gradient(model, items, r, l2, steps)
+    if isinstance(model, EmbeddingScorer):
+        q = model.item_factors[items].astype(np.float64)
+        if model.name == "dot":
+            vector = np.linalg.solve(q.T @ q + l2 * np.eye(q.shape[1]), q.T @ r64)
+        elif model.name == "biased":
+            vector, bias = _fold_in_biased(model, items, r64, l2, iterations)
+        else:
+            vector = _fold_in_mlp(model, items, r64, l2, iterations)
     return FoldIn(vector=None if vector is None else vector.astype(np.float32), bias=bias,
                   n_given=len(rated), n_used=len(items), unknown=unknown)
 
 
-def _fold_in_biased(model: BiasedModel, items, r, l2, steps):
+def _gauss_newton(theta, residual_jacobian, l2: float, iterations: int):
+    """Minimise sum(residual^2) + l2 * |theta|^2 with Levenberg-Marquardt steps."""
+    damping = 1e-3
+    res, jac = residual_jacobian(theta)
+    loss = res @ res + l2 * theta @ theta
+    for _ in range(iterations):
+        a = jac.T @ jac + (l2 + damping) * np.eye(len(theta))
+        step = np.linalg.solve(a, jac.T @ res - l2 * theta)
+        candidate = theta + step
+        res_c, jac_c = residual_jacobian(candidate)
+        loss_c = res_c @ res_c + l2 * candidate @ candidate
+        if loss_c < loss:
+            theta, res, jac, loss = candidate, res_c, jac_c, loss_c
+            damping = max(damping / 3, 1e-9)
+            if np.abs(step).max() < 1e-7:
+                break
+        else:
+            damping *= 5
+    return theta
+
+
+def _fold_in_biased(model: EmbeddingScorer, items, r, l2, iterations):
     lo, hi = model.low, model.high
-    q = model.item_factors.weight.detach().numpy()[items].astype(np.float64)
-    bi = model.item_bias.weight.detach().numpy()[items, 0].astype(np.float64)
+    q = model.item_factors[items].astype(np.float64)
+    bi = model.weights["item_bias.weight"][items, 0].astype(np.float64)
     frac = np.clip((r - lo) / (hi - lo), 0.05, 0.95)
-    z = np.log(frac / (1 - frac)) - bi  # target logits minus the item biases
     x = np.hstack([q, np.ones((len(items), 1))])
-    reg = l2 * np.eye(x.shape[1])  # shrinks the vector and the bias toward 0
-    theta = np.linalg.solve(x.T @ x + reg, x.T @ z)
-    p = torch.tensor(theta[:-1], dtype=torch.float32, requires_grad=True)
-    b = torch.tensor([theta[-1]], dtype=torch.float32, requires_grad=True)
-    qt, bt = torch.from_numpy(q.astype(np.float32)), torch.from_numpy(bi.astype(np.float32))
-    rt = torch.from_numpy(r)
-    opt = torch.optim.LBFGS([p, b], max_iter=steps, line_search_fn="strong_wolfe")
+    z = np.log(frac / (1 - frac)) - bi  # target logits minus the item biases
+    theta = np.linalg.solve(x.T @ x + l2 * np.eye(x.shape[1]), x.T @ z)
 
-    def closure():
-        opt.zero_grad()
-        pred = torch.sigmoid(qt @ p + b + bt) * (hi - lo) + lo
-        loss = torch.mean((pred - rt) ** 2) + l2 / len(r) * ((p * p).sum() + (b * b).sum())
-        loss.backward()
-        return loss
+    def residual_jacobian(t):
+        s = 1.0 / (1.0 + np.exp(-(x @ t + bi)))
+        return r - (lo + (hi - lo) * s), ((hi - lo) * s * (1 - s))[:, None] * x
 
-    opt.step(closure)
-    return p.detach().numpy(), float(b.item())
+    theta = _gauss_newton(theta, residual_jacobian, l2, iterations)
+    return theta[:-1], float(theta[-1])
 
 
-def _fold_in_gradient(model, items, r, l2, steps):
-    users = model.user_factors.weight.detach()
-    p = users.mean(0).clone().requires_grad_(True)
-    it = torch.from_numpy(items)
-    rows = model.item_factors.weight.detach()[it]
-    rt = torch.from_numpy(r)
-    opt = torch.optim.Adam([p], lr=0.05)
-    model.eval()
-    for _ in range(steps):
-        opt.zero_grad()
-        pred = model.score({"user_factors": p.expand(len(items), -1)}, {"item_factors": rows})
-        loss = torch.mean((pred - rt) ** 2) + l2 * 1e-3 * (p * p).sum()
-        loss.backward()
-        opt.step()
-    return p.detach().numpy()
+def _fold_in_mlp(model: EmbeddingScorer, items, r, l2, iterations):
+    lo, hi = model.low, model.high
+    proj = model.user_projection.astype(np.float64)  # (hidden, k)
+    item_hidden = model.item_hidden[items].astype(np.float64)  # (n, hidden)
+    w2, b2 = model.w2.astype(np.float64), model.b2
+
+    def residual_jacobian(p):
+        pre = item_hidden + proj @ p
+        active = pre > 0
+        s = 1.0 / (1.0 + np.exp(-(np.where(active, pre, 0.0) @ w2 + b2)))
+        jac = ((hi - lo) * s * (1 - s))[:, None] * ((active * w2) @ proj)
+        return r - (lo + (hi - lo) * s), jac
+
+    start = model.user_factors.mean(axis=0).astype(np.float64)
+    return _gauss_newton(start, residual_jacobian, l2, iterations)
 
 
-@torch.no_grad()
 def score_new_user(bundle: ModelBundle, fit: FoldIn) -> np.ndarray:
-    model, n_items = bundle.model, len(bundle.item_map)
-    fb = bundle.fallback
-    if fit.vector is None:  # baselines
-        if isinstance(model, BiasBaseline):
-            return np.clip(model.mean + fit.bias + model.item_bias, *bundle.scale).astype(np.float32)
-        if isinstance(model, Popular):
-            return model.counts.astype(np.float32)
-        return np.full(n_items, model.mean, dtype=np.float32)
-    p = torch.from_numpy(fit.vector)
-    if isinstance(model, DotModel):
-        scores = (model.item_factors.weight @ p).numpy()
-    elif isinstance(model, BiasedModel):
-        x = model.item_factors.weight @ p + fit.bias + model.item_bias.weight[:, 0]
-        scores = (torch.sigmoid(x) * (model.high - model.low) + model.low).numpy()
-    else:
-        model.eval()
-        scores = model.score({"user_factors": p.expand(n_items, -1)},
-                             {"item_factors": model.item_factors.weight}).numpy()
-    cold = ~bundle.known_items()
-    scores = scores.astype(np.float32).copy()
-    scores[cold] = np.clip(fb.mean + fit.bias + fb.item_bias[cold], *bundle.scale)
-    return scores
+    """Predictions for every item for a folded-in user."""
+    model, n_items, fb = bundle.model, len(bundle.item_map), bundle.fallback
+    if isinstance(model, EmbeddingScorer):
+        scores = model.score_vector(fit.vector, fit.bias).astype(np.float32).copy()
+        cold = ~bundle.known_items()
+        scores[cold] = np.clip(fb.mean + fit.bias + fb.item_bias[cold], *bundle.scale)
+        return scores
+    if isinstance(model, BiasBaseline):
+        return np.clip(model.mean + fit.bias + model.item_bias, *bundle.scale).astype(np.float32)
+    if isinstance(model, Popular):
+        return model.counts.astype(np.float32)
+    return np.full(n_items, model.mean, dtype=np.float32)
 
 
 def recommend_for_ratings(bundle: ModelBundle, rated: list[tuple[object, float]], k: int = 10
