@@ -33,6 +33,8 @@ DatasetOpt = Annotated[str, typer.Option("--dataset", "-d", help="MovieLens rele
 DataOpt = Annotated[Optional[Path], typer.Option(
     "--data", help="A release folder or zip, or your own ratings file (CSV/TSV/Parquet).")]
 NoDownloadOpt = Annotated[bool, typer.Option("--no-download", help="Never download.")]
+ItemsOpt = Annotated[Optional[Path], typer.Option(
+    "--items", help="With your own ratings file: a CSV of item id, title (and genres).")]
 RATINGS_SUFFIXES = {".csv", ".tsv", ".txt", ".parquet", ".pq"}
 
 
@@ -49,14 +51,18 @@ def _progress() -> Progress:
                     disable=not err.is_terminal)
 
 
-def load_data(dataset: str, data: Path | None, *, download: bool = True, **file_options):
+def load_data(dataset: str, data: Path | None, *, download: bool = True,
+              items: Path | None = None, **file_options):
     """A MovieLens release (by name, from a folder or zip) or the user's own ratings file."""
     from embedrec.data import load_movielens, load_ratings_file
 
     if data is not None and data.is_file() and not zipfile.is_zipfile(data):
         if data.suffix.lower() not in RATINGS_SUFFIXES:
             raise EmbedrecError(f"{data}: expected a folder, a zip, or a .csv/.tsv/.parquet file")
-        return load_ratings_file(data, **{k: v for k, v in file_options.items() if v is not None})
+        return load_ratings_file(data, items_path=items,
+                                 **{k: v for k, v in file_options.items() if v is not None})
+    if items is not None:
+        raise EmbedrecError("--items goes with your own ratings file (--data FILE)")
     with _progress() as bar:
         task = bar.add_task(f"downloading {dataset}", total=None)
         return load_movielens(dataset, data, download=download,
@@ -120,6 +126,7 @@ def compare(
     relevant: Annotated[Optional[float], typer.Option(
         help="A test rating at least this is relevant (4.0).")] = None,
     out_dir: Annotated[Optional[Path], typer.Option("--out", help="Write results here.")] = None,
+    items: ItemsOpt = None,
     no_download: NoDownloadOpt = False,
 ) -> None:
     """Train and compare models on one split; print mean ± std over seeds."""
@@ -129,7 +136,7 @@ def compare(
     chosen = get_preset(preset).with_overrides(epochs=epochs, batch_size=batch_size, engine=engine,
                                                lr=lr, l2=l2, valid_fraction=valid_fraction,
                                                top_k=k, relevance_threshold=relevant)
-    ratings = load_data(dataset, data, download=not no_download)
+    ratings = load_data(dataset, data, download=not no_download, items=items)
     with _progress() as bar:
         tasks: dict[str, int] = {}
 
@@ -159,6 +166,7 @@ def train(
     epochs: Annotated[Optional[int], typer.Option(min=1)] = None,
     batch_size: Annotated[Optional[int], typer.Option(min=1)] = None,
     engine: Annotated[Optional[str], typer.Option(help="fast or exact.")] = None,
+    items: ItemsOpt = None,
     no_download: NoDownloadOpt = False,
 ) -> None:
     """Train one model and save it (safetensors weights + JSON manifest)."""
@@ -167,7 +175,7 @@ def train(
     from embedrec.training.pipeline import train_bundle
 
     chosen = get_preset(preset).with_overrides(epochs=epochs, batch_size=batch_size, engine=engine)
-    ratings = load_data(dataset, data, download=not no_download)
+    ratings = load_data(dataset, data, download=not no_download, items=items)
     with _progress() as bar:
         task = bar.add_task(f"training {model}", total=None)
         bundle = train_bundle(ratings, model, chosen, seed=seed, split=split,
@@ -329,11 +337,11 @@ def data_fetch(dataset: Annotated[str, typer.Argument(help="Release name.")] = "
 def data_info(dataset: DatasetOpt = "ml-latest-small", data: DataOpt = None,
               as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
               top: Annotated[int, typer.Option(min=1, help="Crosstab size.")] = 15,
-              no_download: NoDownloadOpt = False) -> None:
+              items: ItemsOpt = None, no_download: NoDownloadOpt = False) -> None:
     """Counts, rating scale and distribution, and the top users x top movies crosstab."""
     from embedrec.data.explore import summary, top_crosstab
 
-    ratings = load_data(dataset, data, download=not no_download)
+    ratings = load_data(dataset, data, download=not no_download, items=items)
     info, cross = summary(ratings), top_crosstab(ratings, top)
     if as_json:
         info["crosstab"] = json.loads(cross.to_json(orient="split"))

@@ -56,7 +56,12 @@ def _coerce(ids: np.ndarray, raw):
 
 
 def find_movie(bundle: ModelBundle, query) -> int:
-    """Item index for a movie id, an exact title, or a forgiving title search."""
+    """Item index for a movie id, an exact title, or a forgiving title search.
+
+    The search matches titles holding every word of the query, case-insensitively; when several
+    match, the error lists them (most rated first). A query made of digits is an id (or an exact
+    title), never a word search.
+    """
     raw = _coerce(bundle.item_map.ids, query)
     idx = bundle.item_map.index(raw, missing=-1)
     if idx >= 0:
@@ -66,7 +71,8 @@ def find_movie(bundle: ModelBundle, query) -> int:
         raise UnknownIdError(f"unknown movie {query!r}")
     titles = info["title"].astype(str)
     exact = titles[titles.str.lower() == query.strip().lower()]
-    hits = exact if len(exact) else titles[_search_mask(titles, query)]
+    numeric = query.strip().isdigit()  # a number is an id: no word search for it
+    hits = exact if len(exact) or numeric else titles[_search_mask(titles, query)]
     known = [i for i in hits.index if i in bundle.item_map]
     if len(known) == 1:
         return bundle.item_map.index(known[0])
