@@ -25,7 +25,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="Embedding recommenders for explicit ratings: does a network beat MF here?")
 data_app = typer.Typer(no_args_is_help=True, help="Datasets: list, fetch, describe.")
 app.add_typer(data_app, name="data")
-out = Console(width=None if sys.stdout.isatty() else 200)
+out = Console(width=None if sys.stdout.isatty() else 140)
 err = Console(stderr=True)
 log = logging.getLogger("embedrec")
 
@@ -79,25 +79,36 @@ def _fmt(mean, std, digits=4) -> str:
     return f"{mean:.{digits}f} ± {std:.{digits}f}" if std else f"{mean:.{digits}f}"
 
 
+RATING_COLUMNS = [("RMSE", "rmse", 4), ("MAE", "mae", 4), ("RMSE warm", "rmse_warm", 4),
+                  ("RMSE model-only", "rmse_model_all", 4), ("train s", "train_seconds", 1)]
+RANKING_COLUMNS = [("NDCG@{k}", "ndcg_at_k", 4), ("P@{k}", "precision_at_k", 4),
+                   ("R@{k}", "recall_at_k", 4), ("MAP@{k}", "map_at_k", 4),
+                   ("HR@{k}", "hit_rate_at_k", 3), ("coverage", "coverage_at_k", 3),
+                   ("mean popularity", "popularity_at_k", 1)]
+
+
+def _summary_table(title: str, rows: list[dict], columns, k: int, params: bool) -> Table:
+    table = Table(title=title, title_justify="left")
+    table.add_column("model")
+    for name, _, _ in columns:
+        table.add_column(name.format(k=k), justify="right")
+    if params:
+        table.add_column("params", justify="right")
+    for row in rows:
+        cells = [_fmt(row[key], row[f"{key}_std"], digits) for _, key, digits in columns]
+        table.add_row(row["model"], *cells, *([f"{row['n_params']:,.0f}"] if params else []))
+    return table
+
+
 def print_summary(comparison) -> None:
     settings = comparison.settings
-    k = settings["k"]
-    table = Table(title=f"{settings['dataset']}: {settings['split']} split, preset "
-                        f"{settings['preset']['name']}, {len(settings['seeds'])} seed(s); "
-                        f"top-{k}, relevant = rating >= {settings['relevance_threshold']:g}")
-    columns = [("RMSE", "rmse", 4), ("MAE", "mae", 4), ("RMSE warm", "rmse_warm", 4),
-               ("RMSE model-only", "rmse_model_all", 4), (f"NDCG@{k}", "ndcg_at_k", 4),
-               (f"P@{k}", "precision_at_k", 4), (f"R@{k}", "recall_at_k", 4),
-               (f"MAP@{k}", "map_at_k", 4), (f"HR@{k}", "hit_rate_at_k", 3),
-               ("coverage", "coverage_at_k", 3), ("train s", "train_seconds", 1)]
-    table.add_column("model")
-    for title, _, _ in columns:
-        table.add_column(title, justify="right")
-    table.add_column("params", justify="right")
-    for row in comparison.summary():
-        cells = [_fmt(row[key], row[f"{key}_std"], digits) for _, key, digits in columns]
-        table.add_row(row["model"], *cells, f"{row['n_params']:,.0f}")
-    out.print(table)
+    k, rows = settings["k"], comparison.summary()
+    out.print(f"[bold]{settings['dataset']}[/]: {settings['split']} split, preset "
+              f"{settings['preset']['name']}, {len(settings['seeds'])} seed(s), mean ± std")
+    out.print(_summary_table("rating prediction (test rows)", rows, RATING_COLUMNS, k, True))
+    out.print(_summary_table(
+        f"top-{k} recommendation (relevant = test rating >= {settings['relevance_threshold']:g})",
+        rows, RANKING_COLUMNS, k, False))
     first = comparison.records[0]
     out.print(f"test rows {first['n_test']:,}, cold rows {first['n_cold']:,} "
               f"(users {first['n_cold_users']:,}, movies {first['n_cold_items']:,}) predicted by the "
@@ -284,7 +295,8 @@ def recommend(
     if not as_json:
         msg = f"recognised {fit.n_used} of {fit.n_given} ratings"
         if fit.unknown:
-            msg += f" (not recognised: {', '.join(map(str, fit.unknown[:5]))})"
+            msg += (f" (not recognised: {', '.join(map(str, fit.unknown[:5]))}; give a movie id or "
+                    "the exact title: `embedrec similar --movie WORDS` lists the matches)")
         err.print(msg, markup=False)
     _print_frame(frame, f"top {k} for a new user ({bundle.name})", as_json)
 

@@ -84,11 +84,13 @@ def find_movie(bundle: ModelBundle, query) -> int:
 
 
 def _search_mask(titles: pd.Series, query: str) -> np.ndarray:
+    """Titles holding every query word: as a word prefix ("godfath"), or whole for numbers."""
     words = [w for w in re.split(r"\W+", query.lower()) if w]
     lower = titles.str.lower()
     mask = np.ones(len(titles), dtype=bool)
     for w in words:
-        mask &= lower.str.contains(w, regex=False).to_numpy()
+        pattern = rf"\b{re.escape(w)}\b" if w.isdigit() else rf"\b{re.escape(w)}"
+        mask &= lower.str.contains(pattern, regex=True).to_numpy()
     return mask
 
 
