@@ -88,8 +88,11 @@ def test_similar_and_bad_model_folder(model_dir, tmp_path, capsys):
     assert "not a model folder" in capsys.readouterr().err
     assert main(["similar", "--model", str(model_dir), "--movie", "nonexistent title"]) == 1
     assert "no movie matches" in capsys.readouterr().err
-    assert main(["similar", "--model", str(model_dir), "--movie", "movie 1"]) == 1  # ambiguous
+    assert main(["similar", "--model", str(model_dir), "--movie", "movie"]) == 1  # ambiguous
     err = capsys.readouterr().err
-    assert "movies match 'movie 1'" in err and "10: Movie 1 (1991)" in err
+    assert "20 movies match 'movie'" in err and "10: Movie 1 (1991)" in err
+    # numbers match whole words: "movie 1" is Movie 1, not Movie 10 to Movie 19
+    assert main(["similar", "--model", str(model_dir), "--movie", "movie 1", "--json"]) == 0
+    assert 10 not in [r["movieId"] for r in _json(capsys)]
     assert main(["similar", "--model", str(model_dir), "--movie", "Movie 12 (2002)", "--json"]) == 0
     assert 120 not in [r["movieId"] for r in _json(capsys)]
