@@ -96,3 +96,9 @@ def test_similar_and_bad_model_folder(model_dir, tmp_path, capsys):
     assert 10 not in [r["movieId"] for r in _json(capsys)]
     assert main(["similar", "--model", str(model_dir), "--movie", "Movie 12 (2002)", "--json"]) == 0
     assert 120 not in [r["movieId"] for r in _json(capsys)]
+
+
+def test_new_user_with_no_known_movie_can_fall_back(model_dir, capsys):
+    assert main(["recommend", "--model", str(model_dir), "--rate", "999=4", "--fallback",
+                 "popular", "-k", "3"]) == 0
+    assert "fallback popular" in capsys.readouterr().out

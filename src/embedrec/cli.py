@@ -291,7 +291,14 @@ def recommend(
             _print_frame(popular(bundle, k), f"fallback popular: the {k} most rated movies", as_json)
             return
         raise EmbedrecError("give --user ID, or --rate MOVIE=RATING / --ratings FILE for a new user")
-    frame, fit = recommend_for_ratings(bundle, rated, k)
+    try:
+        frame, fit = recommend_for_ratings(bundle, rated, k)
+    except EmbedrecError as exc:
+        if fallback != "popular" or "none of the" not in str(exc):
+            raise
+        _print_frame(popular(bundle, k), f"{exc}: fallback popular, the {k} most rated movies",
+                     as_json)
+        return
     if not as_json:
         msg = f"recognised {fit.n_used} of {fit.n_given} ratings"
         if fit.unknown:
