@@ -138,6 +138,8 @@ def compare(
         help="A test rating at least this is relevant (4.0).")] = None,
     out_dir: Annotated[Optional[Path], typer.Option("--out", help="Write results here.")] = None,
     items: ItemsOpt = None,
+    report: Annotated[bool, typer.Option("--report/--no-report",
+                                         help="With --out: also write report.html.")] = True,
     no_download: NoDownloadOpt = False,
 ) -> None:
     """Train and compare models on one split; print mean ± std over seeds."""
@@ -161,7 +163,13 @@ def compare(
     print_summary(result)
     if out_dir is not None:
         write_results(result, out_dir)
-        out.print(f"wrote {out_dir}/results.json, results.csv, summary.json, settings.json")
+        written = "results.json, results.csv, summary.json, settings.json, analysis.json, data.json"
+        if report:
+            from embedrec.reports import build_report
+
+            build_report(out_dir)
+            written += ", report.html, figures/"
+        out.print(f"wrote {out_dir}/: {written}")
 
 
 @app.command()
@@ -322,6 +330,15 @@ def similar(
     bundle = load_model(model_dir)
     frame = similar_items(bundle, movie, k)
     _print_frame(frame, f"movies like {movie!r} ({bundle.name})", as_json)
+
+
+@app.command("report")
+def report_cmd(folder: Annotated[Path, typer.Argument(help="A folder written by compare --out.")]
+               ) -> None:
+    """Rebuild report.html (and figures/) from a results folder, without retraining."""
+    from embedrec.reports import build_report
+
+    out.print(f"wrote {build_report(folder)}")
 
 
 @data_app.command("list")

@@ -19,6 +19,8 @@ import numpy as np
 from embedrec import __version__
 from embedrec.data.dataset import Ratings
 from embedrec.data.split import kfold, make_split, validation_rows
+from embedrec.data.explore import data_profile
+from embedrec.evaluation.analysis import error_breakdown, learned_items
 from embedrec.evaluation.scoring import n_params, score_model
 from embedrec.models.baselines import BiasBaseline
 from embedrec.models.registry import check_model_names
@@ -79,6 +81,7 @@ def run_comparison(
     else:
         splits = [make_split(data, kind, preset.test_fraction, preset.split_seed)]
     records = []
+    analysis: dict = {"errors": {}, "learned": {}}
     for fold, sp in enumerate(splits, start=1):
         test = data.take(sp.test)
         for seed in range(first_seed, first_seed + seeds):
@@ -91,7 +94,13 @@ def run_comparison(
                 log.info("training %s, seed %d, fold %d of %d", name, seed, fold, len(splits))
                 model, config, history, seconds = fit_model(name, data, fit_rows, valid, preset, seed,
                                                        fallback, progress)
-                rec = score_model(name, model, config, fit_rows, test, preset, fallback)
+                rec, pred, bundle = score_model(name, model, config, fit_rows, test, preset,
+                                                fallback)
+                key = f"{name}/seed{seed}/fold{fold}"
+                if pred is not None:
+                    analysis["errors"][key] = error_breakdown(fit_rows, test, pred)
+                if seed == first_seed and fold == 1:
+                    analysis["learned"][name] = learned_items(bundle, fit_rows)
                 records.append({
                     "model": name, "seed": seed, "fold": fold, "n_train": len(fit_rows),
                     "n_valid": 0 if valid is None else len(valid),
@@ -116,7 +125,8 @@ def run_comparison(
         "versions": versions(),
         "command": " ".join([Path(sys.argv[0]).name] + sys.argv[1:]),
     }
-    return Comparison(records=records, settings=settings)
+    return Comparison(records=records, settings=settings,
+                      extras={"analysis": analysis, "data": data_profile(data)})
 
 
 def versions() -> dict:
@@ -132,6 +142,9 @@ def atomic_write(path: Path, text: str) -> None:
     """Write to a temporary file beside ``path``, then rename it into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual permissions
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
             fh.write(text)
@@ -149,8 +162,12 @@ CSV_COLUMNS = ("model", "seed", "fold", "rmse", "mae", "mse", "rmse_warm", "rmse
 
 
 def write_results(comparison: Comparison, out: Path) -> None:
-    """results.json (records), results.csv (flat records), summary.json, settings.json."""
+    """results.json (records), results.csv (flat records), summary.json, settings.json, and
+    analysis.json + data.json (the numbers behind the report's figures)."""
     out = Path(out)
+    for name in ("analysis", "data"):
+        if name in comparison.extras:
+            atomic_write(out / f"{name}.json", json.dumps(comparison.extras[name], indent=1))
     atomic_write(out / "results.json", json.dumps(comparison.records, indent=1))
     atomic_write(out / "settings.json", json.dumps(comparison.settings, indent=1))
     atomic_write(out / "summary.json", json.dumps(comparison.summary(), indent=1))

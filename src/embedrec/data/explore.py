@@ -53,3 +53,29 @@ def top_crosstab(data: Ratings, n: int = 15) -> pd.DataFrame:
     grid[u_pos[data.users[keep]], i_pos[data.items[keep]]] = data.ratings[keep]
     return pd.DataFrame(grid, index=pd.Index(data.user_map.raw(top_u), name="userId"),
                         columns=pd.Index(data.item_map.raw(top_i), name="movieId"))
+
+
+def log_histogram(counts: np.ndarray) -> dict:
+    """Histogram of positive counts over powers-of-two bins (1, 2-3, 4-7, ...)."""
+    counts = counts[counts > 0]
+    top = int(np.ceil(np.log2(counts.max() + 1))) if len(counts) else 1
+    edges = 2 ** np.arange(top + 1)
+    hist, _ = np.histogram(counts, bins=edges)
+    return {"edges": [int(e) for e in edges], "counts": [int(c) for c in hist]}
+
+
+def data_profile(data: Ratings, n: int = 15) -> dict:
+    """Everything the report shows about the data: summary, activity histograms, crosstab."""
+    cross = top_crosstab(data, n)
+    titles = {str(m): data.title(m) for m in cross.columns}
+    return {
+        "summary": summary(data),
+        "ratings_per_user": log_histogram(data.user_counts()),
+        "ratings_per_item": log_histogram(data.item_counts()),
+        "crosstab": {
+            "users": [int(u) if hasattr(u, "__int__") else str(u) for u in cross.index],
+            "movies": [int(m) if hasattr(m, "__int__") else str(m) for m in cross.columns],
+            "titles": [titles[str(m)] for m in cross.columns],
+            "ratings": [[None if np.isnan(v) else float(v) for v in row] for row in cross.to_numpy()],
+        },
+    }

@@ -16,10 +16,16 @@ def n_params(model) -> int:
     return int(sum(np.size(v) for v in model.arrays().values()))
 
 
-def score_model(name, model, config, fit_rows, test, preset, fallback) -> dict:
-    """Rating metrics (when the model predicts ratings) and top-k metrics on the test rows."""
+def score_model(name, model, config, fit_rows, test, preset, fallback
+                ) -> tuple[dict, np.ndarray | None, ModelBundle]:
+    """Rating metrics (when the model predicts ratings) and top-k metrics on the test rows.
+
+    Returns the metrics, the final test predictions (None for a ranking-only model) and the
+    model packaged as a bundle.
+    """
+    pred = None
     if getattr(model, "predicts_ratings", True):
-        metrics, _ = evaluate_ratings(model, fit_rows, test, fallback)
+        metrics, pred = evaluate_ratings(model, fit_rows, test, fallback)
     else:
         cold_u, cold_i, cold = cold_mask(fit_rows, test)
         metrics = {key: None for key in ("rmse", "mae", "mse", "rmse_warm", "rmse_cold",
@@ -30,4 +36,4 @@ def score_model(name, model, config, fit_rows, test, preset, fallback) -> dict:
     metrics |= evaluate_ranking(lambda users: recommend_all(bundle, preset.top_k, users=users)[0],
                                 test, k=preset.top_k, threshold=preset.relevance_threshold,
                                 item_counts=bundle.item_counts)
-    return metrics
+    return metrics, pred, bundle

@@ -1,0 +1,100 @@
+"""The report's figures show the right numbers, and the page works offline."""
+
+import json
+import re
+
+import numpy as np
+import pytest
+
+from embedrec.cli import main
+from embedrec.compare import run_comparison, write_results
+from embedrec.data.explore import top_crosstab
+from embedrec.presets import get_preset
+from embedrec.reports import build_report
+from embedrec.reports.build import verdict
+from tests.conftest import make_ratings
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    data = make_ratings(n_users=40, n_items=30, seed=5)
+    preset = get_preset("default").with_overrides(epochs=4, patience=None)
+    comp = run_comparison(data, preset=preset, models=["dot", "biased", "mlp", "bias", "pop"],
+                          seeds=2)
+    out = tmp_path_factory.mktemp("report")
+    write_results(comp, out)
+    build_report(out)
+    return out, data
+
+
+def _json(path):
+    return json.loads(path.read_text())
+
+
+def test_learning_curves_match_results_history(folder):
+    out, _ = folder
+    figures, results = _json(out / "figures.json"), _json(out / "results.json")
+    for rec in results:
+        if rec["model"] in ("dot", "biased", "mlp"):
+            series = [s for s in figures["learning_curves"][rec["model"]] if s["seed"] == rec["seed"]]
+            assert series[0]["train_mse"] == [e["train_mse"] for e in rec["history"]]
+            assert series[0]["valid_mse"] == [e["valid_mse"] for e in rec["history"]]
+    assert set(figures["learning_curves"]) == {"dot", "biased", "mlp"}
+
+
+def test_heatmap_matches_the_crosstab(folder):
+    out, data = folder
+    figures = _json(out / "figures.json")
+    cross = top_crosstab(data, 15)
+    grid = np.array([[np.nan if v is None else v for v in row]
+                     for row in figures["crosstab"]["ratings"]])
+    assert np.array_equal(np.isnan(grid), np.isnan(cross.to_numpy()))
+    assert np.allclose(np.nan_to_num(grid), np.nan_to_num(cross.to_numpy()))
+    assert figures["crosstab"]["users"] == cross.index.tolist()
+
+
+def test_spreads_and_error_buckets_match_records(folder):
+    out, data = folder
+    figures, results = _json(out / "figures.json"), _json(out / "results.json")
+    assert figures["rmse_spread"]["biased"] == [r["rmse"] for r in results if r["model"] == "biased"]
+    assert "pop" not in figures["rmse_spread"] and "pop" in figures["ndcg_spread"]
+    buckets = figures["errors_by_item_popularity"]["biased"]
+    n_test = results[0]["n_test"]
+    assert sum(b["n"] for b in buckets) == n_test
+    warm_cold = figures["errors_warm_cold"]["biased"]
+    assert warm_cold["warm"]["n"] + warm_cold["cold"]["n"] == n_test
+    assert figures["rating_histogram"] == {f"{v:g}": int(c) for v, c in
+                                           zip(*np.unique(data.ratings, return_counts=True))}
+
+
+def test_report_is_self_contained(folder):
+    out, _ = folder
+    page = (out / "report.html").read_text()
+    assert "Best by RMSE" in page and "Best by NDCG" in page
+    assert not re.search(r"(src|href)=['\"]?(https?:)?//", page)  # nothing fetched from a network
+    images = re.findall(r"src='data:image/png;base64,", page)
+    pngs = sorted(p.name for p in (out / "figures").glob("*.png"))
+    assert len(images) == len(pngs) >= 10
+    assert "learning_curves.png" in pngs and "crosstab.png" in pngs and "embedding_map.png" in pngs
+
+
+def test_report_command_rebuilds_without_retraining(folder, capsys):
+    out, _ = folder
+    (out / "report.html").unlink()
+    before = (out / "results.json").stat().st_mtime_ns
+    assert main(["report", str(out)]) == 0
+    assert (out / "report.html").is_file()
+    assert (out / "results.json").stat().st_mtime_ns == before
+
+
+def test_report_of_a_folder_without_results(tmp_path, capsys):
+    assert main(["report", str(tmp_path)]) == 1
+    assert "no results.json" in capsys.readouterr().err
+
+
+def test_verdict_says_whether_the_lead_is_real():
+    rows = [{"model": "a", "rmse": 0.80, "rmse_std": 0.01, "n_seeds": 3},
+            {"model": "b", "rmse": 0.85, "rmse_std": 0.01, "n_seeds": 3}]
+    assert "clearly ahead" in verdict(rows)[0] and "<b>a</b>" in verdict(rows)[0]
+    rows[1]["rmse"] = 0.805
+    assert "within the seed spread" in verdict(rows)[0]
