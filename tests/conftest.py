@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,9 @@ import pandas as pd
 import pytest
 
 from embedrec.data.dataset import Ratings
+
+# Encoded-data caches and downloads go to a throw-away folder, never the user's ~/.cache.
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="embedrec-test-cache-")
 
 
 def real_data_dir() -> Path | None:

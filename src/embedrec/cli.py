@@ -29,7 +29,8 @@ out = Console(width=None if sys.stdout.isatty() else 140)
 err = Console(stderr=True)
 log = logging.getLogger("embedrec")
 
-DatasetOpt = Annotated[str, typer.Option("--dataset", "-d", help="MovieLens release name.")]
+DatasetOpt = Annotated[Optional[str], typer.Option(
+    "--dataset", "-d", help="MovieLens release name (default ml-latest-small).")]
 DataOpt = Annotated[Optional[Path], typer.Option(
     "--data", help="A release folder or zip, or your own ratings file (CSV/TSV/Parquet).")]
 NoDownloadOpt = Annotated[bool, typer.Option("--no-download", help="Never download.")]
@@ -55,7 +56,12 @@ def load_data(dataset: str, data: Path | None, *, download: bool = True,
               items: Path | None = None, **file_options):
     """A MovieLens release (by name, from a folder or zip) or the user's own ratings file."""
     from embedrec.data import load_movielens, load_ratings_file
+    from embedrec.data.load import is_release_folder
 
+    if (dataset is None and data is not None and data.is_dir() and not is_release_folder(data)
+            and (data / "ratings.csv").is_file()):  # a MovieLens-format folder, e.g. data synth
+        return load_ratings_file(data, items_path=items)
+    dataset = dataset or "ml-latest-small"
     if data is not None and data.is_file() and not zipfile.is_zipfile(data):
         if data.suffix.lower() not in RATINGS_SUFFIXES:
             raise EmbedrecError(f"{data}: expected a folder, a zip, or a .csv/.tsv/.parquet file")
@@ -119,7 +125,7 @@ def print_summary(comparison) -> None:
 
 @app.command()
 def compare(
-    dataset: DatasetOpt = "ml-latest-small",
+    dataset: DatasetOpt = None,
     data: DataOpt = None,
     models: Annotated[list[str], typer.Option("--models", "-m", help="Comma-separated or repeated: "
                                               "dot, biased, mlp, mean, bias, pop.")] = ["dot,biased,mlp,mean,bias,pop"],
@@ -176,7 +182,7 @@ def compare(
 def train(
     model: Annotated[str, typer.Option("--model", "-m", help="dot, biased, mlp, mean or bias.")],
     out_dir: Annotated[Path, typer.Option("--out", help="Model folder to write.")],
-    dataset: DatasetOpt = "ml-latest-small",
+    dataset: DatasetOpt = None,
     data: DataOpt = None,
     preset: Annotated[str, typer.Option(help="reference or default.")] = "default",
     split: Annotated[Optional[str], typer.Option(
@@ -369,8 +375,24 @@ def data_fetch(dataset: Annotated[str, typer.Argument(help="Release name.")] = "
     out.print(str(folder))
 
 
+@data_app.command("synth")
+def data_synth(
+    users: Annotated[int, typer.Option(min=1, help="Number of users.")],
+    items: Annotated[int, typer.Option(min=1, help="Number of movies (all get rated).")],
+    ratings: Annotated[int, typer.Option(min=1, help="Number of ratings.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder to write.")],
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+) -> None:
+    """Write a synthetic MovieLens-format folder (ratings.csv, movies.csv) of any size."""
+    from embedrec.data.synth import SynthConfig, write_synthetic
+
+    folder = write_synthetic(SynthConfig(n_users=users, n_items=items, n_ratings=ratings,
+                                         seed=seed), out_dir)
+    out.print(f"wrote {ratings:,} ratings of {users:,} users on {items:,} movies to {folder}")
+
+
 @data_app.command("info")
-def data_info(dataset: DatasetOpt = "ml-latest-small", data: DataOpt = None,
+def data_info(dataset: DatasetOpt = None, data: DataOpt = None,
               as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
               top: Annotated[int, typer.Option(min=1, help="Crosstab size.")] = 15,
               items: ItemsOpt = None, no_download: NoDownloadOpt = False) -> None:

@@ -111,7 +111,9 @@ def test_load_from_a_zip(ml_small_dir, tmp_path, monkeypatch):
     assert data.title(1) == "Toy Story (1995)"
     md5 = hashlib.md5(archive.read_bytes()).hexdigest()
     unpacked = cache / "embedrec" / "unpacked" / f"ml-latest-small-{md5[:12]}"
-    assert sorted(p.name for p in unpacked.iterdir()) == ["movies.csv", "ratings.csv"]
+    files = sorted(p.name for p in unpacked.iterdir() if not p.name.startswith("."))
+    assert files == ["movies.csv", "ratings.csv"]
+    assert (unpacked / ".embedrec-cache").is_dir()  # the encoded cache sits next to the data
     assert data.source["path"] == str(unpacked / "ratings.csv")
     assert [p.name for p in (cache / "embedrec" / "unpacked").iterdir()] == [unpacked.name]
     # a second load reuses the unpacked copy

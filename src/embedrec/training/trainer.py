@@ -61,13 +61,30 @@ class _Stepper:
         self.dense = [p for _, p in model.dense_parameters()]
         self.params = list(model.parameters())
         self.table_ids = {id(t.weight) for t in self.tables.values()}
+        first_user, first_item = model.user_tables[0], model.item_tables[0]
+        self._slots = {"user": torch.zeros(self.tables[first_user].num_embeddings, dtype=torch.long),
+                       "item": torch.zeros(self.tables[first_item].num_embeddings, dtype=torch.long)}
         if config.engine == "exact":
             self.dense_adam = KerasFusedAdam(self.params, config)
 
+    def _unique(self, role: str, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(unique ids, inverse) in O(batch) with a table-sized scratch array instead of a sort.
+
+        The unique ids come out in no particular order; that changes nothing, since each row's
+        update is independent and gradients are summed in example order.
+        """
+        slot = self._slots[role]
+        positions = torch.arange(len(idx))
+        slot[idx] = positions  # one representative position per distinct id
+        first = slot[idx]
+        is_rep = first == positions
+        rank = torch.cumsum(is_rep, 0) - 1
+        return idx[is_rep], rank[first]
+
     def fast(self, users: torch.Tensor, items: torch.Tensor, y: torch.Tensor) -> float:
         model, l2 = self.model, self.config.l2
-        uu, uinv = torch.unique(users, return_inverse=True)
-        ii, iinv = torch.unique(items, return_inverse=True)
+        uu, uinv = self._unique("user", users)
+        ii, iinv = self._unique("item", items)
         leaves, rows = [], []
         user_rows, item_rows = {}, {}
         for names, uniq, inv, out in ((model.user_tables, uu, uinv, user_rows),
@@ -76,7 +93,7 @@ class _Stepper:
                 leaf = self.tables[name].weight.detach().index_select(0, uniq).requires_grad_()
                 leaves.append(leaf)
                 rows.append(uniq)
-                out[name] = leaf[inv]
+                out[name] = leaf.index_select(0, inv)  # backward: index_add_, fast
         mse = torch.mean((model.score(user_rows, item_rows) - y) ** 2)
         loss = mse + l2 * sum((leaf * leaf).sum() for leaf in leaves) if l2 else mse
         grads = torch.autograd.grad(loss, leaves + self.dense)
@@ -111,8 +128,8 @@ def fit(
 ) -> History:
     """Train ``model`` in place on ``train``; validation rows (if any) only monitor and stop.
 
-    Shuffling and dropout draw from generators seeded by ``seed``; global RNG state is restored
-    afterwards, so the same seed gives the same numbers whatever ran before.
+    Shuffling and dropout draw from generators seeded by ``seed``; global RNG state is untouched,
+    so the same seed gives the same numbers whatever ran before.
     """
     if len(train) == 0:
         raise TrainingError("no training rows")
@@ -129,8 +146,10 @@ def fit(
     torch.set_num_threads(config.threads)
     start = time.perf_counter()
     try:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)  # dropout masks; the global state is restored on exit
+        for i, module in enumerate(model.modules()):  # dropout masks: seeded from ``seed``
+            if hasattr(module, "reseed"):
+                module.reseed(seed * 1000 + i)
+        with torch.random.fork_rng(devices=[]):  # any other torch draw leaves global state alone
             model.train()
             for epoch in range(1, config.epochs + 1):
                 t0 = time.perf_counter()
