@@ -129,7 +129,7 @@ def compare(
     data: DataOpt = None,
     models: Annotated[list[str], typer.Option("--models", "-m", help="Comma-separated or repeated: "
                                               "dot, biased, mlp, mean, bias, pop.")] = ["dot,biased,mlp,mean,bias,pop"],
-    preset: Annotated[str, typer.Option(help="reference or default.")] = "default",
+    preset: Annotated[str, typer.Option(help="default, reference or large.")] = "default",
     split: Annotated[Optional[str], typer.Option(
         help="random, kfold, user-random, user-latest, time (default: the preset's).")] = None,
     seeds: Annotated[int, typer.Option(min=1, help="Model seeds per model.")] = 3,
@@ -184,7 +184,7 @@ def train(
     out_dir: Annotated[Path, typer.Option("--out", help="Model folder to write.")],
     dataset: DatasetOpt = None,
     data: DataOpt = None,
-    preset: Annotated[str, typer.Option(help="reference or default.")] = "default",
+    preset: Annotated[str, typer.Option(help="default, reference or large.")] = "default",
     split: Annotated[Optional[str], typer.Option(
         help="Train on this split's train part and score its test part (default: all rows).")] = None,
     seed: Annotated[int, typer.Option(help="Model seed.")] = 0,

@@ -61,6 +61,17 @@ PRESETS: dict[str, Preset] = {
                           init="keras_he_normal"),
         valid_fraction=0.05,
     ),
+    "large": Preset(
+        name="large",
+        description=(
+            "For millions of ratings: lazy (fast) Adam at batch 16,384 with lr 1e-2 and L2 3e-5 "
+            "on the rows in each batch, up to 10 epochs with early stopping (patience 2) on a 2% "
+            "validation split"
+        ),
+        train=TrainConfig(epochs=10, batch_size=16_384, lr=1e-2, l2=3e-5, engine="fast",
+                          patience=2, init="keras_he_normal"),
+        valid_fraction=0.02,
+    ),
 }
 
 

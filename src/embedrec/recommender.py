@@ -104,6 +104,36 @@ def describe(bundle: ModelBundle, items: np.ndarray, scores: np.ndarray) -> pd.D
 
 
 # ---------------------------------------------------------------- scoring --------------------
+def _fallback_ratings(bundle: ModelBundle, users: np.ndarray, cold: np.ndarray) -> np.ndarray:
+    fb = bundle.fallback
+    return np.clip(fb.mean + fb.user_bias[users][:, None] + fb.item_bias[cold][None, :],
+                   *bundle.scale)
+
+
+def rank_scores(bundle: ModelBundle, users: np.ndarray) -> np.ndarray:
+    """(len(users), n_items) scores whose order is the order of the predicted ratings.
+
+    For the sigmoid models these are logits: cheaper than ratings and without the ties a
+    saturated sigmoid makes. Turn chosen entries into ratings with ``to_ratings``.
+    """
+    users = np.asarray(users, dtype=np.int64)
+    model = bundle.model
+    if isinstance(model, EmbeddingScorer):
+        scores = model.logits_users(users)
+        cold = ~bundle.known_items()
+        if cold.any():
+            scores[:, cold] = model.from_rating(_fallback_ratings(bundle, users, np.flatnonzero(cold)))
+        return scores
+    return score_users(bundle, users)
+
+
+def to_ratings(bundle: ModelBundle, scores: np.ndarray) -> np.ndarray:
+    """Ranking scores from ``rank_scores`` as predicted ratings (popularity for ``pop``)."""
+    if isinstance(bundle.model, EmbeddingScorer):
+        return bundle.model.to_rating(scores)
+    return np.asarray(scores, dtype=np.float32)
+
+
 def score_users(bundle: ModelBundle, users: np.ndarray) -> np.ndarray:
     """(len(users), n_items) predicted ratings; items without training ratings use the fallback."""
     users = np.asarray(users, dtype=np.int64)
@@ -113,9 +143,7 @@ def score_users(bundle: ModelBundle, users: np.ndarray) -> np.ndarray:
         scores = model.score_users(users)
         cold = ~bundle.known_items()
         if cold.any():
-            fb = bundle.fallback
-            scores[:, cold] = np.clip(fb.mean + fb.user_bias[users][:, None]
-                                      + fb.item_bias[cold][None, :], *bundle.scale)
+            scores[:, cold] = _fallback_ratings(bundle, users, np.flatnonzero(cold))
     elif isinstance(model, BiasBaseline):
         scores = model.mean + model.user_bias[users][:, None] + model.item_bias[None, :]
         scores = np.clip(scores, *(model.clip or bundle.scale))
@@ -144,17 +172,27 @@ def recommend(bundle: ModelBundle, user, k: int = 10, *, exclude_seen: bool = Tr
     """The k best movies for a known user, with titles, genres and predicted ratings."""
     _check_k(k)
     u = user_index(bundle, user)
-    scores = score_users(bundle, np.array([u]))
+    items, scores = _top_for_users(bundle, np.array([u]), k, exclude_seen)
+    keep = items[0] >= 0
+    return describe(bundle, items[0][keep], scores[0][keep])
+
+
+def _top_for_users(bundle: ModelBundle, users: np.ndarray, k: int, exclude_seen: bool = True
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    scores = rank_scores(bundle, users)
     if exclude_seen:
-        _mask_seen(bundle, np.array([u]), scores)
-    items = top_k(scores, k)[0]
-    items = items[np.isfinite(scores[0, items])]
-    return describe(bundle, items, scores[0, items])
+        _mask_seen(bundle, users, scores)
+    best = top_k(scores, k)
+    best_scores = np.take_along_axis(scores, best, axis=1)
+    finite = np.isfinite(best_scores)
+    ratings = np.where(finite, to_ratings(bundle, np.where(finite, best_scores, 0)), -np.inf)
+    return np.where(finite, best, -1).astype(np.int32), ratings.astype(np.float32)
 
 
 def recommend_all(bundle: ModelBundle, k: int = 10, *, chunk: int = 1024,
                   users: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Top-k item indices and scores for many users (all by default), seen items masked.
+    """Top-k item indices and predicted ratings for many users (all by default), seen items
+    masked, in chunks of ``chunk`` users.
 
     A user with fewer than k unseen items gets index -1 and score -inf in the spare places.
     """
@@ -165,12 +203,8 @@ def recommend_all(bundle: ModelBundle, k: int = 10, *, chunk: int = 1024,
     out_scores = np.empty((len(users), k_eff), dtype=np.float32)
     for start in range(0, len(users), chunk):
         block = users[start:start + chunk]
-        scores = score_users(bundle, block)
-        _mask_seen(bundle, block, scores)
-        best = top_k(scores, k_eff)
-        best_scores = np.take_along_axis(scores, best, axis=1)
-        out_items[start:start + len(block)] = np.where(np.isfinite(best_scores), best, -1)
-        out_scores[start:start + len(block)] = best_scores
+        out_items[start:start + len(block)], out_scores[start:start + len(block)] = (
+            _top_for_users(bundle, block, k_eff))
     return out_items, out_scores
 
 

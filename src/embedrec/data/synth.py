@@ -50,8 +50,9 @@ class SynthConfig:
     min_per_user: int = 20  # as MovieLens: every user has at least this many ratings
     user_sigma: float = 1.4  # lognormal spread of user activity
     item_sigma: float = 2.1  # lognormal spread of movie popularity
-    noise: float = 0.75  # std of the rating noise, in stars
-    base: float = 3.25  # global offset of the latent ratings, in stars
+    taste: float = 0.6  # std of the user · movie interaction, in stars
+    noise: float = 0.55  # std of the rating noise, in stars
+    base: float = 3.15  # global offset of the latent ratings, in stars
     user_bias: float = 0.45  # std of user biases (generosity), in stars
     item_bias: float = 0.45  # std of movie biases (quality), in stars
     half_star_share: float = 0.6  # share of ratings rounded to a half star
@@ -135,8 +136,9 @@ def synthesize(cfg: SynthConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
     users, items = _pairs(cfg, _user_counts(cfg, rng), popularity, rng)
     items = _cover_every_item(cfg, users, items, rng)
     k = cfg.n_factors
-    p = rng.normal(0, 0.9 / np.sqrt(k), (cfg.n_users, k))
-    q = rng.normal(0, 0.9 / np.sqrt(k), (cfg.n_items, k))
+    scale = np.sqrt(cfg.taste / np.sqrt(k))  # so that user · movie has std ``taste``
+    p = rng.normal(0, scale, (cfg.n_users, k))
+    q = rng.normal(0, scale, (cfg.n_items, k))
     b_u = rng.normal(0.0, cfg.user_bias, cfg.n_users)
     b_i = rng.normal(0.0, cfg.item_bias, cfg.n_items) + 0.12 * (np.log(popularity) - np.log(popularity).mean())
     raw = cfg.base + b_u[users] + b_i[items] + np.einsum("ij,ij->i", p[users], q[items])

@@ -70,46 +70,60 @@ class EmbeddingScorer:
         return cls(config, arrays)
 
     # ---- scoring -----------------------------------------------------------------------
-    def _to_rating(self, x: np.ndarray) -> np.ndarray:
+    def to_rating(self, x: np.ndarray) -> np.ndarray:
+        """Ranking scores (logits) to ratings; the identity for the unbounded dot model."""
+        if self.name == "dot":
+            return np.asarray(x, dtype=np.float32)
         return (_sigmoid(x) * (self.high - self.low) + self.low).astype(np.float32)
+
+    def from_rating(self, r: np.ndarray) -> np.ndarray:
+        """Ratings to ranking scores (the inverse of ``to_rating``, clipped inside the range)."""
+        if self.name == "dot":
+            return np.asarray(r, dtype=np.float32)
+        frac = np.clip((np.asarray(r, dtype=np.float64) - self.low) / (self.high - self.low),
+                       1e-6, 1 - 1e-6)
+        return np.log(frac / (1 - frac)).astype(np.float32)
 
     def predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         users, items = np.asarray(users), np.asarray(items)
         if self.name == "mlp":
             h = np.maximum(self.user_hidden[users] + self.item_hidden[items], 0.0)
-            return self._to_rating(h @ self.w2 + self.b2)
+            return self.to_rating(h @ self.w2 + self.b2)
         x = np.einsum("ij,ij->i", self.user_factors[users], self.item_factors[items])
-        if self.name == "dot":
-            return x.astype(np.float32)
-        x += self.weights["user_bias.weight"][users, 0] + self.weights["item_bias.weight"][items, 0]
-        return self._to_rating(x)
+        if self.name == "biased":
+            x += self.weights["user_bias.weight"][users, 0] + self.weights["item_bias.weight"][items, 0]
+        return self.to_rating(x)
 
-    def score_users(self, users: np.ndarray) -> np.ndarray:
-        """(len(users), n_items) predictions."""
+    def logits_users(self, users: np.ndarray) -> np.ndarray:
+        """(len(users), n_items) ranking scores: monotonic in the predicted rating, but free of
+        the ties a saturated sigmoid makes, and cheaper (no exp over the whole catalogue)."""
         users = np.asarray(users)
         if self.name == "mlp":
             out = np.empty((len(users), self.n_items), dtype=np.float32)
             for start in range(0, len(users), 16):  # (16, n_items, hidden) at a time
                 hidden = self.user_hidden[users[start:start + 16]][:, None, :]
                 h = np.maximum(self.item_hidden[None, :, :] + hidden, 0.0)
-                out[start:start + 16] = self._to_rating(h @ self.w2 + self.b2)
+                out[start:start + 16] = h @ self.w2 + self.b2
             return out
         x = self.user_factors[users] @ self.item_factors.T
-        if self.name == "dot":
-            return x
-        x += self.weights["user_bias.weight"][users] + self.weights["item_bias.weight"][:, 0]
-        return self._to_rating(x)
+        if self.name == "biased":
+            x += self.weights["user_bias.weight"][users] + self.weights["item_bias.weight"][:, 0]
+        return x
+
+    def score_users(self, users: np.ndarray) -> np.ndarray:
+        """(len(users), n_items) predicted ratings."""
+        return self.to_rating(self.logits_users(users))
 
     def score_vector(self, vector: np.ndarray, bias: float = 0.0) -> np.ndarray:
         """Predictions for every item from one user vector (and bias), e.g. a folded-in user."""
         vector = np.asarray(vector, dtype=np.float32)
         if self.name == "mlp":
             h = np.maximum(self.item_hidden + self.user_projection @ vector, 0.0)
-            return self._to_rating(h @ self.w2 + self.b2)
+            return self.to_rating(h @ self.w2 + self.b2)
         x = self.item_factors @ vector
         if self.name == "dot":
             return x
-        return self._to_rating(x + bias + self.weights["item_bias.weight"][:, 0])
+        return self.to_rating(x + bias + self.weights["item_bias.weight"][:, 0])
 
     @property
     def n_items(self) -> int:
