@@ -54,3 +54,17 @@ def test_reference_preset_reproduces_the_reference(ml_small, tmp_path):
     assert (tmp_path / "results.csv").read_text().splitlines()[0].startswith("model,seed,fold,rmse")
     settings = json.loads((tmp_path / "settings.json").read_text())
     assert settings["split_seed"] == 42 and settings["preset"]["train"]["batch_size"] == 64
+
+
+@pytest.mark.slow
+def test_fast_engine_matches_exact_within_tolerance(ml_small):
+    """On the reference settings lazy Adam changes RMSE by less than 0.01 for biased and mlp
+    (measured over 3 seeds: -0.003 and 0.000; the README reports it). The dot model is the
+    documented exception: it relies on the dense L2 steps to shrink rarely seen movies."""
+    rmse = {}
+    for engine in ("fast", "exact"):
+        preset = get_preset("reference").with_overrides(engine=engine)
+        comp = run_comparison(ml_small, preset=preset, models=["biased", "mlp"], seeds=1)
+        rmse[engine] = {r["model"]: r["rmse"] for r in comp.records}
+    for model in ("biased", "mlp"):
+        assert abs(rmse["fast"][model] - rmse["exact"][model]) < 0.01
