@@ -39,6 +39,7 @@ class FoldIn:
     n_given: int
     n_used: int
     unknown: list
+    items: np.ndarray  # indices of the recognised movies
 
 
 # ---------------------------------------------------------------- look-ups -------------------
@@ -164,8 +165,11 @@ def top_k(scores: np.ndarray, k: int) -> np.ndarray:
 
 
 def _mask_seen(bundle: ModelBundle, users: np.ndarray, scores: np.ndarray) -> None:
+    """Remove each user's training movies, and movies without training ratings (the model
+    knows nothing of them), from the candidates."""
     for row, u in enumerate(users):
         scores[row, bundle.seen(u)] = -np.inf
+    scores[:, ~bundle.known_items()] = -np.inf
 
 
 def recommend(bundle: ModelBundle, user, k: int = 10, *, exclude_seen: bool = True) -> pd.DataFrame:
@@ -287,7 +291,7 @@ def fold_in(bundle: ModelBundle, rated: list[tuple[object, float]], *, l2: float
         else:
             vector = _fold_in_mlp(model, items, r64, l2, iterations)
     return FoldIn(vector=None if vector is None else vector.astype(np.float32), bias=bias,
-                  n_given=len(rated), n_used=len(items), unknown=unknown)
+                  n_given=len(rated), n_used=len(items), unknown=unknown, items=items)
 
 
 def _gauss_newton(theta, residual_jacobian, l2: float, iterations: int):
@@ -360,16 +364,25 @@ def score_new_user(bundle: ModelBundle, fit: FoldIn) -> np.ndarray:
     return np.full(n_items, model.mean, dtype=np.float32)
 
 
+def top_for_new_user(bundle: ModelBundle, rated: list[tuple[object, float]], k: int = 10
+                     ) -> tuple[np.ndarray, np.ndarray, FoldIn]:
+    """Top-k item indices and predicted ratings for a new user, and the fold-in behind them.
+    The movies they rated, and movies without training ratings, are not candidates."""
+    _check_k(k)
+    fit = fold_in(bundle, rated)
+    scores = score_new_user(bundle, fit)
+    scores[fit.items] = -np.inf
+    scores[~bundle.known_items()] = -np.inf
+    best = top_k(scores[None, :], k)[0]
+    best = best[np.isfinite(scores[best])]
+    return best, scores[best], fit
+
+
 def recommend_for_ratings(bundle: ModelBundle, rated: list[tuple[object, float]], k: int = 10
                           ) -> tuple[pd.DataFrame, FoldIn]:
     """Recommendations for a new user from (movie, rating) pairs, without retraining."""
-    _check_k(k)
-    fit = fold_in(bundle, rated)
-    scores = score_new_user(bundle, fit)[None, :]
-    items_given, _, _ = parse_rated(bundle, rated)
-    scores[0, items_given] = -np.inf
-    items = top_k(scores, k)[0]
-    return describe(bundle, items, scores[0, items]), fit
+    items, scores, fit = top_for_new_user(bundle, rated, k)
+    return describe(bundle, items, scores), fit
 
 
 def predict(bundle: ModelBundle, pairs: list[tuple[object, object]]) -> np.ndarray:
