@@ -9,7 +9,6 @@ import os
 import platform
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 
 from embedrec.errors import ConfigError
 from embedrec.training.config import TrainConfig
@@ -23,7 +23,6 @@ class Preset:
     bias_damping: float = 5.0  # damping of the bias baseline (and the cold-start fallback)
     top_k: int = 10  # length of the recommendation lists scored by the top-N metrics
     relevance_threshold: float = 4.0  # a test rating at least this is a relevant item
-    extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -56,7 +56,8 @@ def train_bundle(data: Ratings, name: str, preset: Preset, *, seed: int = 0,
     labelled = (lambda _label, done, total: progress(done, total)) if progress else None
     model, config, history, seconds = fit_model(name, data, train, valid, preset, seed, fallback,
                                                 labelled)
-    metrics = score_model(name, model, config, train, test, preset, fallback)[0] if test else {}
+    metrics = (score_model(name, model, config, train, test, preset, fallback)[0]
+               if test is not None else {})
     manifest = {
         "dataset": data.name, "dataset_md5": data.source.get("md5"), "split": split,
         "seed": seed, "preset": preset.to_dict(), "n_train": len(train),
