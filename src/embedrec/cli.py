@@ -56,11 +56,13 @@ def load_data(dataset: str, data: Path | None, *, download: bool = True,
               items: Path | None = None, **file_options):
     """A MovieLens release (by name, from a folder or zip) or the user's own ratings file."""
     from embedrec.data import load_movielens, load_ratings_file
-    from embedrec.data.load import is_release_folder
+    from embedrec.data.load import is_release_folder, release_of_folder
 
-    if (dataset is None and data is not None and data.is_dir() and not is_release_folder(data)
-            and (data / "ratings.csv").is_file()):  # a MovieLens-format folder, e.g. data synth
-        return load_ratings_file(data, items_path=items)
+    if dataset is None and data is not None and data.is_dir():
+        if is_release_folder(data):  # --data .../ml-100k means ml-100k
+            dataset = release_of_folder(data)
+        elif (data / "ratings.csv").is_file():  # a MovieLens-format folder, e.g. data synth
+            return load_ratings_file(data, items_path=items)
     dataset = dataset or "ml-latest-small"
     if data is not None and data.is_file() and not zipfile.is_zipfile(data):
         if data.suffix.lower() not in RATINGS_SUFFIXES:
@@ -247,7 +249,13 @@ def _read_rates_csv(path: Path) -> list[tuple[str, float]]:
     movie = next((cols[c] for c in ("movieid", "movie_id", "movie", "title", "item") if c in cols), None)
     if movie is None or "rating" not in cols:
         raise EmbedrecError(f"{path}: needs a movie (movieId or title) column and a rating column")
-    return [(str(m), float(r)) for m, r in zip(frame[movie], frame[cols["rating"]])]
+    values = pd.to_numeric(frame[cols["rating"]], errors="coerce")
+    bad = values.isna().to_numpy()
+    if bad.any():
+        line = int(bad.argmax()) + 2
+        raise EmbedrecError(f"{path}, line {line}, column rating: "
+                            f"{str(frame[cols['rating']].iloc[line - 2])!r} is not a number")
+    return [(str(m), float(r)) for m, r in zip(frame[movie], values)]
 
 
 @app.command()
@@ -269,6 +277,8 @@ def recommend(
     )
     from embedrec.recommender import recommend as recommend_user
 
+    if fallback not in (None, "popular"):
+        raise EmbedrecError(f"--fallback {fallback!r}: the only fallback is 'popular'")
     bundle = load_model(model_dir)
     if all_users:
         if out_file is None:
@@ -277,10 +287,11 @@ def recommend(
 
         items, scores = recommend_all(bundle, k)
         n = items.shape[0]
-        frame = pd.DataFrame({"userId": np.repeat(bundle.user_map.ids, items.shape[1]),
-                              "rank": np.tile(np.arange(1, items.shape[1] + 1), n),
-                              "movieId": bundle.item_map.raw(items.ravel()),
-                              "score": scores.ravel()})
+        real = items.ravel() >= 0  # users with fewer than k unseen movies get fewer rows
+        frame = pd.DataFrame({"userId": np.repeat(bundle.user_map.ids, items.shape[1])[real],
+                              "rank": np.tile(np.arange(1, items.shape[1] + 1), n)[real],
+                              "movieId": bundle.item_map.raw(items.ravel()[real]),
+                              "score": scores.ravel()[real]})
         from embedrec.compare import atomic_write
 
         atomic_write(out_file, frame.to_csv(index=False))
@@ -351,7 +362,14 @@ def serve(
     from embedrec.persistence import load_model
     from embedrec.serve import create_app
 
+    import socket
+
     load_model(model_dir)  # fail here, with a one-line error, rather than inside the server
+    with socket.socket() as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise EmbedrecError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
     app_ = create_app(model_dir, cors_origins=tuple(cors_origin))
     err.print(f"serving {model_dir} on http://{host}:{port}/ (API docs at /docs)")
     uvicorn.run(app_, host=host, port=port, log_level="warning")
@@ -455,6 +473,11 @@ def main(argv: list[str] | None = None) -> int:
         app(args=argv, prog_name="embedrec", standalone_mode=False)
     except EmbedrecError as exc:
         err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        return 1
+    except OSError as exc:  # e.g. --out names a folder, or a disk is full
+        where = f"{exc.filename}: " if exc.filename else ""
+        err.print(f"error: {where}{exc.strerror or exc}", markup=False, highlight=False,
+                  soft_wrap=True)
         return 1
     except typer.Abort:
         err.print("interrupted")

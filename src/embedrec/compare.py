@@ -82,7 +82,7 @@ def run_comparison(
     records = []
     analysis: dict = {"errors": {}, "learned": {}}
     for fold, sp in enumerate(splits, start=1):
-        test = data.take(sp.test)
+        test, train_part = data.take(sp.test), data.take(sp.train)
         for seed in range(first_seed, first_seed + seeds):
             fit_idx, valid_idx = validation_rows(sp.train, preset.valid_fraction, seed)
             fit_rows = data.take(fit_idx)
@@ -94,7 +94,7 @@ def run_comparison(
                 model, config, history, seconds = fit_model(name, data, fit_rows, valid, preset, seed,
                                                        fallback, progress)
                 rec, pred, bundle = score_model(name, model, config, fit_rows, test, preset,
-                                                fallback)
+                                                fallback, seen=train_part)
                 key = f"{name}/seed{seed}/fold{fold}"
                 if pred is not None:
                     analysis["errors"][key] = error_breakdown(fit_rows, test, pred)

@@ -50,31 +50,42 @@ class ModelBundle:
     scale: tuple[float, float]
     seen_indptr: np.ndarray  # CSR over users of the items they rated in training
     seen_items: np.ndarray
-    item_counts: np.ndarray  # training ratings per item (popularity)
+    item_counts: np.ndarray  # ratings per item the model was fitted on (popularity)
     fallback: BiasBaseline  # predicts cold users and movies
+    user_counts: np.ndarray | None = None  # ratings per user the model was fitted on
     item_info: pd.DataFrame | None = None
     manifest: dict = field(default_factory=dict)
 
     @classmethod
     def from_training(cls, name: str, model: Any, train: Ratings, fallback: BiasBaseline, *,
-                      config: dict | None = None, manifest: dict | None = None) -> ModelBundle:
-        """Package a trained model; a torch module is converted to numpy arrays here."""
+                      seen: Ratings | None = None, config: dict | None = None,
+                      manifest: dict | None = None) -> ModelBundle:
+        """Package a trained model; a torch module is converted to numpy arrays here.
+
+        ``train`` holds the rows the model was fitted on (they decide which users and movies it
+        knows); ``seen`` (default: ``train``) the rows whose movies are never recommended back
+        to their user, e.g. the training rows plus a validation carve-out.
+        """
         if name in NEURAL_NAMES and not isinstance(model, EmbeddingScorer):
             model = EmbeddingScorer.from_module(dict(config or {}), model)
-        order = np.argsort(train.users, kind="stable")
-        counts = np.bincount(train.users, minlength=train.n_users)
+        seen = train if seen is None else seen
+        order = np.argsort(seen.users, kind="stable")
+        counts = np.bincount(seen.users, minlength=seen.n_users)
         indptr = np.concatenate(([0], np.cumsum(counts))).astype(np.int64)
         return cls(name=name, model=model, user_map=train.user_map, item_map=train.item_map,
                    scale=train.scale, seen_indptr=indptr,
-                   seen_items=train.items[order].astype(np.int32),
+                   seen_items=seen.items[order].astype(np.int32),
                    item_counts=np.bincount(train.items, minlength=train.n_items).astype(np.int64),
+                   user_counts=np.bincount(train.users, minlength=train.n_users).astype(np.int64),
                    fallback=fallback, item_info=train.item_info, manifest=dict(manifest or {}))
 
     def seen(self, user: int) -> np.ndarray:
         return self.seen_items[self.seen_indptr[user]:self.seen_indptr[user + 1]]
 
     def known_users(self) -> np.ndarray:
-        return np.diff(self.seen_indptr) > 0
+        """Users the model was fitted on (others are scored by the fallback)."""
+        counts = self.user_counts if self.user_counts is not None else np.diff(self.seen_indptr)
+        return counts > 0
 
     def known_items(self) -> np.ndarray:
         return self.item_counts > 0
@@ -106,6 +117,8 @@ def _arrays(bundle: ModelBundle) -> dict[str, np.ndarray]:
     t["seen.indptr"] = bundle.seen_indptr.astype(np.int64)
     t["seen.items"] = bundle.seen_items.astype(np.int32)
     t["items.counts"] = bundle.item_counts.astype(np.int64)
+    t["users.counts"] = (bundle.user_counts if bundle.user_counts is not None
+                         else np.diff(bundle.seen_indptr)).astype(np.int64)
     for role, ids in (("users", bundle.user_map.ids), ("items", bundle.item_map.ids)):
         if ids.dtype.kind in "iu":
             t[f"ids.{role}"] = ids.astype(np.int64)
@@ -124,8 +137,18 @@ def _items_json(info: pd.DataFrame | None) -> list | None:
 
 
 def save_model(bundle: ModelBundle, folder: str | Path) -> Path:
-    """Write the bundle to ``folder`` atomically; returns the folder."""
+    """Write the bundle to ``folder`` atomically; returns the folder.
+
+    An existing model folder is replaced; anything else already at ``folder`` (a file, or a
+    folder that is not empty and holds no model) is refused, so nothing of the user's is lost.
+    """
     folder = Path(folder)
+    if folder.exists():
+        if not folder.is_dir():
+            raise ModelFileError(f"{folder}: is a file, not a model folder; choose another --out")
+        if any(folder.iterdir()) and not (folder / MANIFEST).is_file():
+            raise ModelFileError(f"{folder}: not empty and not a model folder; refusing to "
+                                 "replace it (choose another --out)")
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
     try:
@@ -190,6 +213,24 @@ def _assemble(manifest: dict, t: dict[str, np.ndarray]) -> ModelBundle:
     name = manifest["model"]
     model_t = {k[len("model."):]: v for k, v in t.items() if k.startswith("model.")}
     scale = tuple(float(x) for x in manifest["rating_range"])
+    n_users, n_items = manifest["n_users"], manifest["n_items"]
+    if manifest["config"].get("name", name) != name:
+        raise ValueError(f"the manifest says model {name!r} but its config is for "
+                         f"{manifest['config'].get('name')!r}")
+    expected = {"mean": {"mean": (1,)}, "pop": {"counts": (n_items,)},
+                "bias": {"mean": (1,), "user_bias": (n_users,), "item_bias": (n_items,)}}
+    if name in expected:
+        shapes = {k: tuple(v.shape) for k, v in model_t.items()}
+        if shapes != expected[name]:
+            raise ValueError(f"{name} weights {shapes} should be {expected[name]}")
+    for key, shape in (("fallback.user_bias", (n_users,)), ("fallback.item_bias", (n_items,)),
+                       ("items.counts", (n_items,)), ("users.counts", (n_users,)),
+                       ("seen.indptr", (n_users + 1,))):
+        if tuple(t[key].shape) != shape:
+            raise ValueError(f"{key} has shape {tuple(t[key].shape)}, expected {shape}")
+    for key in ("seen.indptr", "seen.items", "items.counts", "users.counts"):
+        if t[key].dtype.kind not in "iu":
+            raise ValueError(f"{key} must hold integers, not {t[key].dtype}")
     if name in NEURAL_NAMES:
         model: Any = EmbeddingScorer(manifest["config"], model_t)
     elif name == "bias":
@@ -210,7 +251,6 @@ def _assemble(manifest: dict, t: dict[str, np.ndarray]) -> ModelBundle:
     _fill_bias(fallback, {k[len("fallback."):]: v for k, v in t.items() if k.startswith("fallback.")})
     user_ids = t["ids.users"] if "ids.users" in t else np.array(manifest["user_ids"])
     item_ids = t["ids.items"] if "ids.items" in t else np.array(manifest["item_ids"])
-    n_users, n_items = manifest["n_users"], manifest["n_items"]
     if len(user_ids) != n_users or len(item_ids) != n_items:
         raise ValueError("id maps and the manifest's counts differ")
     if len(fallback.user_bias) != n_users or len(fallback.item_bias) != n_items:
@@ -225,7 +265,7 @@ def _assemble(manifest: dict, t: dict[str, np.ndarray]) -> ModelBundle:
     return ModelBundle(name=name, model=model, user_map=IdMap(user_ids), item_map=IdMap(item_ids),
                        scale=scale, seen_indptr=indptr, seen_items=seen,
                        item_counts=t["items.counts"], fallback=fallback, item_info=info,
-                       manifest=manifest)
+                       user_counts=t["users.counts"], manifest=manifest)
 
 
 def _fill_bias(model: BiasBaseline, arrays: dict[str, np.ndarray]) -> None:

@@ -124,8 +124,18 @@ def rank_scores(bundle: ModelBundle, users: np.ndarray) -> np.ndarray:
         cold = ~bundle.known_items()
         if cold.any():
             scores[:, cold] = model.from_rating(_fallback_ratings(bundle, users, np.flatnonzero(cold)))
+        _fallback_for_cold_users(bundle, users, scores, model.from_rating)
         return scores
     return score_users(bundle, users)
+
+
+def _fallback_for_cold_users(bundle: ModelBundle, users: np.ndarray, scores: np.ndarray,
+                             convert=lambda r: r) -> None:
+    """Rows of users the model was not fitted on (untrained embeddings) -> the fallback."""
+    cold_rows = np.flatnonzero(~bundle.known_users()[users])
+    if len(cold_rows):
+        every_item = np.arange(len(bundle.item_map))
+        scores[cold_rows] = convert(_fallback_ratings(bundle, users[cold_rows], every_item))
 
 
 def to_ratings(bundle: ModelBundle, scores: np.ndarray) -> np.ndarray:
@@ -145,18 +155,20 @@ def score_users(bundle: ModelBundle, users: np.ndarray) -> np.ndarray:
         cold = ~bundle.known_items()
         if cold.any():
             scores[:, cold] = _fallback_ratings(bundle, users, np.flatnonzero(cold))
+        _fallback_for_cold_users(bundle, users, scores)
     elif isinstance(model, BiasBaseline):
         scores = model.mean + model.user_bias[users][:, None] + model.item_bias[None, :]
         scores = np.clip(scores, *(model.clip or bundle.scale))
     elif isinstance(model, Popular):
         scores = np.broadcast_to(model.counts, (len(users), n_items)).copy()
-    else:  # GlobalMean: every item ties; ranks fall back to item order
+    else:  # GlobalMean: every item ties
         scores = np.full((len(users), n_items), model.mean)
     return scores.astype(np.float32, copy=False)
 
 
 def top_k(scores: np.ndarray, k: int) -> np.ndarray:
-    """Indices of the k largest scores per row, best first (ties by lower index)."""
+    """Indices of the k largest scores per row, best first (the selected ones ordered by score,
+    then index; which of several tied candidates make the cut is deterministic but arbitrary)."""
     k = min(k, scores.shape[1])
     part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
     rows = np.arange(scores.shape[0])[:, None]
@@ -242,6 +254,7 @@ def similar_items(bundle: ModelBundle, movie, k: int = 10) -> pd.DataFrame:
     sims[~known] = -np.inf
     sims[idx] = -np.inf
     items = top_k(sims[None, :], k)[0]
+    items = items[np.isfinite(sims[items])]  # k may exceed the movies there are to compare
     return describe(bundle, items, sims[items])
 
 
@@ -387,6 +400,8 @@ def recommend_for_ratings(bundle: ModelBundle, rated: list[tuple[object, float]]
 
 def predict(bundle: ModelBundle, pairs: list[tuple[object, object]]) -> np.ndarray:
     """Predicted ratings for (user id, movie id) pairs of known users and movies."""
+    if not getattr(bundle.model, "predicts_ratings", True):
+        raise EmbedrecError(f"the {bundle.name} model ranks movies but does not predict ratings")
     users = np.array([user_index(bundle, u) for u, _ in pairs], dtype=np.int64)
     items = np.array([find_movie(bundle, m) for _, m in pairs], dtype=np.int64)
     pred = np.asarray(bundle.model.predict(users, items), dtype=np.float32)

@@ -117,3 +117,24 @@ def test_openapi_documents_every_endpoint(client):
     paths = client.get("/openapi.json").json()["paths"]
     assert {"/health", "/model", "/movies", "/movies/{movie_id}", "/movies/{movie_id}/similar",
             "/users/{user_id}/recommendations", "/recommendations", "/predict"} <= set(paths)
+
+
+@pytest.mark.parametrize("raw", [
+    b'{"ratings":[{"movie_id":1,"rating":4}],"k":NaN}',
+    b'{"ratings":[{"movie_id":1,"rating":4}],"k":1e400}',
+    b'{"ratings":[{"movie_id":Infinity,"rating":4}]}',
+])
+def test_non_json_numbers_are_422_not_500(client, raw):
+    response = client.post("/recommendations", content=raw,
+                           headers={"content-type": "application/json"})
+    assert response.status_code == 422 and response.json()["detail"]
+
+
+def test_oversized_chunked_body_is_413(client):
+    def chunks():
+        for _ in range(20):
+            yield b" " * 100_000
+
+    response = client.post("/recommendations", content=chunks(),
+                           headers={"content-type": "application/json"})
+    assert response.status_code == 413

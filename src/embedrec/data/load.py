@@ -74,7 +74,8 @@ def _pick_columns(header: list[str], given: dict[str, str | None], path: Path) -
         elif role != "timestamp":
             raise DataError(
                 f"{path}: cannot find the {role} column (tried {', '.join(guesses)}); "
-                f"the file has: {', '.join(header)}; name it with --{role}-col"
+                f"the file has: {', '.join(header)}; rename that column, or name it with "
+                f"load_ratings_file(..., {role}_col=...)"
             )
     return chosen
 
@@ -82,7 +83,7 @@ def _pick_columns(header: list[str], given: dict[str, str | None], path: Path) -
 def _header(path: Path, sep: str) -> list[str]:
     if path.stat().st_size == 0:
         raise DataError(f"{path}: the file is empty")
-    with open(path, encoding="utf-8", errors="replace", newline="") as fh:
+    with open(path, encoding="utf-8-sig", errors="replace", newline="") as fh:
         first = next(csv.reader(fh, delimiter=sep), [])
     return [c.strip() for c in first]
 
@@ -185,7 +186,7 @@ def _load(path: Path, fmt: TableFormat, columns: dict[str, str], *, scale, dupli
 
 def _read_fast(path: Path, fmt: TableFormat, columns: dict[str, str], scale) -> dict | None:
     """Typed arrays by pyarrow, or None when the file needs the careful path."""
-    if fmt.sep == "::" or fmt.encoding.lower().replace("-", "") not in ("utf8",):
+    if fmt.sep == "::" or fmt.encoding.lower().replace("-", "") not in ("utf8", "utf8sig"):
         return None
     import pyarrow as pa
     import pyarrow.csv as pacsv
@@ -267,4 +268,9 @@ def _plain(ids: np.ndarray) -> np.ndarray:
 
 def is_release_folder(path: Path) -> bool:
     """Whether ``path`` names a registry release folder (so --data means that release)."""
-    return any(path.name in (r.name, r.folder) for r in RELEASES.values())
+    return release_of_folder(path) is not None
+
+
+def release_of_folder(path: Path) -> str | None:
+    """The release a folder is named after (``ml-10M100K`` -> ``ml-10m``), or None."""
+    return next((r.name for r in RELEASES.values() if path.name in (r.name, r.folder)), None)

@@ -49,7 +49,9 @@ def read_table(path: Path, fmt: TableFormat) -> pd.DataFrame:
     # Numeric "::" files (ratings.dat) split on ':' with the fast C engine, the real fields being
     # every other one; files with titles ("Star Wars: Episode IV") need a true "::" split.
     fast_dat = sep == "::" and "title" not in fmt.columns
-    kwargs: dict = dict(header=header, encoding=fmt.encoding, skip_blank_lines=False)
+    # index_col=False: a row with one field too many is an error, never a shifted index
+    kwargs: dict = dict(header=header, encoding=fmt.encoding, skip_blank_lines=False,
+                        index_col=False)
     if fast_dat:
         kwargs.update(sep=":", usecols=list(range(0, 2 * len(fmt.columns), 2)), low_memory=False)
     elif sep == "::":
@@ -76,6 +78,8 @@ def read_table(path: Path, fmt: TableFormat) -> pd.DataFrame:
     if fmt.header and fmt.columns:
         head = list(fmt.columns)[: frame.shape[1]]
         frame.columns = head + [str(c) for c in frame.columns[len(head):]]
+    elif fmt.header:
+        frame.columns = [str(c).strip() for c in frame.columns]
     if len(frame) == 0:
         raise DataError(f"{path}: no rows after the header")
     return frame
@@ -209,7 +213,8 @@ def sniff_format(path: Path, sep: str | None) -> TableFormat:
         with open(path, "rb") as fh:
             head = fh.readline().decode("utf-8", errors="replace")
         sep = "\t" if head.count("\t") > head.count(",") else ","
-    return TableFormat(file=path.name, sep=sep, header=True, encoding="utf-8", columns=())
+    # utf-8-sig: reads plain UTF-8 too, and drops the byte-order mark spreadsheets write
+    return TableFormat(file=path.name, sep=sep, header=True, encoding="utf-8-sig", columns=())
 
 
 def read_parquet(path: Path) -> pd.DataFrame:

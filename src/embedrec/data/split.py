@@ -27,9 +27,9 @@ class Split:
     name: str = "random"
 
 
-def _check_fraction(fraction: float) -> None:
+def _check_fraction(fraction: float, what: str = "test fraction") -> None:
     if not 0.0 < fraction < 1.0:
-        raise ConfigError(f"test fraction must be between 0 and 1, got {fraction}")
+        raise ConfigError(f"{what} must be between 0 and 1, got {fraction}")
 
 
 def random_split(n_rows: int, test_fraction: float = 0.1, seed: int = 42) -> Split:
@@ -103,7 +103,7 @@ def validation_rows(train_rows: np.ndarray, fraction: float, seed: int) -> tuple
     """Carve a random validation part out of the training rows: (fit rows, validation rows)."""
     if fraction <= 0:
         return train_rows, train_rows[:0]
-    _check_fraction(fraction)
+    _check_fraction(fraction, "validation fraction")
     perm = np.random.default_rng(seed).permutation(len(train_rows))
     n_valid = math.ceil(fraction * len(train_rows))
     return train_rows[perm[n_valid:]], train_rows[perm[:n_valid]]

@@ -62,9 +62,10 @@ class SynthConfig:
             raise ConfigError("users, items and ratings must be at least 1")
         if self.n_ratings > self.n_users * self.n_items // 2:
             raise ConfigError("more ratings than half of all user-movie pairs: too dense")
-        if self.n_ratings < self.n_users * min(self.min_per_user, self.n_items // 2):
-            raise ConfigError(f"need at least {self.min_per_user} ratings per user "
-                              f"({self.n_users * self.min_per_user:,} in all)")
+        floor = min(self.min_per_user, self.n_items // 2)
+        if self.n_ratings < self.n_users * floor:
+            raise ConfigError(f"need at least {floor} ratings per user "
+                              f"({self.n_users * floor:,} in all)")
 
 
 def _user_counts(cfg: SynthConfig, rng: np.random.Generator) -> np.ndarray:

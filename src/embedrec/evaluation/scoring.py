@@ -16,12 +16,13 @@ def n_params(model) -> int:
     return int(sum(np.size(v) for v in model.arrays().values()))
 
 
-def score_model(name, model, config, fit_rows, test, preset, fallback
+def score_model(name, model, config, fit_rows, test, preset, fallback, seen=None
                 ) -> tuple[dict, np.ndarray | None, ModelBundle]:
     """Rating metrics (when the model predicts ratings) and top-k metrics on the test rows.
 
-    Returns the metrics, the final test predictions (None for a ranking-only model) and the
-    model packaged as a bundle.
+    ``seen`` (default ``fit_rows``) are the rows whose movies are not ranked for their user:
+    the training part of the split, validation carve-out included. Returns the metrics, the
+    final test predictions (None for a ranking-only model) and the model as a bundle.
     """
     pred = None
     if getattr(model, "predicts_ratings", True):
@@ -32,7 +33,7 @@ def score_model(name, model, config, fit_rows, test, preset, fallback
                                          "rmse_model_all")}
         metrics |= {"n_test": len(test), "n_cold": int(cold.sum()),
                     "n_cold_users": int(cold_u.sum()), "n_cold_items": int(cold_i.sum())}
-    bundle = ModelBundle.from_training(name, model, fit_rows, fallback, config=config)
+    bundle = ModelBundle.from_training(name, model, fit_rows, fallback, seen=seen, config=config)
     metrics |= evaluate_ranking(lambda users: recommend_all(bundle, preset.top_k, users=users)[0],
                                 test, k=preset.top_k, threshold=preset.relevance_threshold,
                                 item_counts=bundle.item_counts)

@@ -14,6 +14,7 @@ from typing import Annotated
 
 import numpy as np
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
@@ -33,7 +34,12 @@ MAX_BODY = 1 << 20  # bytes
 
 
 class BodyLimit:
-    """Refuse request bodies over ``limit`` bytes with 413, before they are read in full."""
+    """Refuse request bodies over ``limit`` bytes with 413.
+
+    A declared Content-Length over the limit is refused before anything is read; a chunked body
+    is read up to the limit (so at most ``limit`` bytes are ever held) and then replayed to the
+    app, so the refusal does not depend on how the app reads its body.
+    """
 
     def __init__(self, app, limit: int):
         self.app, self.limit = app, limit
@@ -45,28 +51,39 @@ class BodyLimit:
         length = headers.get(b"content-length")
         if length is not None and (not length.isdigit() or int(length) > self.limit):
             return await self._refuse(send)
-        seen = 0
-
-        async def limited():
-            nonlocal seen
+        if length is not None or scope["method"] in ("GET", "HEAD"):
+            return await self.app(scope, receive, send)
+        body, more = b"", True
+        while more:  # a chunked body: read it here, counting
             message = await receive()
-            seen += len(message.get("body", b""))
-            if seen > self.limit:
-                raise _TooLarge
-            return message
-
-        try:
-            return await self.app(scope, limited, send)
-        except _TooLarge:
-            return await self._refuse(send)
+            if message["type"] != "http.request":
+                return await self.app(scope, _replay([message]), send)
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+            if len(body) > self.limit:
+                return await self._refuse(send)
+        await self.app(scope, _replay([{"type": "http.request", "body": body}]), send)
 
     async def _refuse(self, send):
         response = JSONResponse({"detail": f"request body over {self.limit:,} bytes"}, 413)
         await response({"type": "http"}, None, send)
 
 
-class _TooLarge(Exception):
-    pass
+def _replay(messages: list[dict]):
+    queue = list(messages)
+
+    async def receive():
+        return queue.pop(0) if queue else {"type": "http.disconnect"}
+
+    return receive
+
+
+def _plain(errors) -> list[dict]:
+    """Validation errors without the client's input echoed back (it may not be valid JSON:
+    NaN, Infinity, numbers too large for a float)."""
+    keep = ("loc", "msg", "type")
+    return [{k: (list(map(str, e[k])) if k == "loc" else str(e[k])) for k in keep if k in e}
+            for e in errors]
 
 
 def get_bundle(request: Request) -> ModelBundle:
@@ -123,6 +140,10 @@ def create_app(model_dir: str | Path | None = None, *, bundle: ModelBundle | Non
     @app.exception_handler(EmbedrecError)
     async def refused(_: Request, exc: EmbedrecError):
         return JSONResponse({"detail": str(exc)}, 422)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError):
+        return JSONResponse({"detail": _plain(exc.errors())}, 422)
 
     errors = {404: {"model": s.Error}, 422: {"model": s.Error}}
 

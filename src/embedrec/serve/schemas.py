@@ -18,7 +18,7 @@ class Strict(BaseModel):
 
 
 class Movie(BaseModel):
-    movie_id: int
+    movie_id: int | str = Field(description="The movie's id in the training data.")
     title: str
     genres: list[str]
     n_ratings: int = Field(description="Ratings of this movie in the training data.")
@@ -46,7 +46,7 @@ class NewUserResponse(BaseModel):
 
 
 class Recommendations(BaseModel):
-    user_id: int
+    user_id: int | str
     items: list[ScoredMovie]
 
 
