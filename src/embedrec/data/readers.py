@@ -67,7 +67,7 @@ def read_table(path: Path, fmt: TableFormat) -> pd.DataFrame:
         where = f", line {found[0]}" if found else ""
         byte = found[1] if found else exc.object[exc.start]
         raise DataError(
-            f"{path}{where}: not valid {fmt.encoding} text (byte 0x{byte:02x})"
+            f"{path}{where}: not valid {fmt.encoding.replace('-sig', '')} text (byte 0x{byte:02x})"
         ) from exc
     except pd.errors.ParserError as exc:
         raise DataError(f"{path}: malformed line ({exc})") from exc
