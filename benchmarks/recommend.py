@@ -24,7 +24,8 @@ import numpy as np
 
 import embedrec
 from embedrec.compare import versions
-from embedrec.recommender import recommend_all, recommend_for_ratings
+from embedrec.foldin import recommend_for_ratings
+from embedrec.recommender import recommend_all
 
 OUT = Path(__file__).parent / "results"
 MODELS = ("dot", "biased", "mlp", "bias", "pop")

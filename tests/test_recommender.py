@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
+from embedrec.foldin import fold_in, recommend_for_ratings, score_new_user
 from embedrec.recommender import (
-    UnknownIdError, fold_in, recommend, recommend_all, recommend_for_ratings, score_new_user,
-    score_users, similar_items, top_k,
+    UnknownIdError, recommend, recommend_all, score_users, similar_items, top_k,
 )
 from embedrec.errors import EmbedrecError
 from embedrec.presets import get_preset

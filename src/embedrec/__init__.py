@@ -34,7 +34,7 @@ _WHERE = {
     "save_model": "persistence",
     "PRESETS": "presets", "Preset": "presets", "get_preset": "presets",
     "predict": "recommender", "recommend": "recommender", "recommend_all": "recommender",
-    "recommend_for_ratings": "recommender", "similar_items": "recommender",
+    "recommend_for_ratings": "foldin", "similar_items": "recommender",
     "TrainConfig": "training", "fit": "training", "train_model": "training",
     "train_bundle": "training.pipeline",
 }

@@ -272,9 +272,8 @@ def recommend(
 ) -> None:
     """Top-k unseen movies for a known user, a new user (--rate / --ratings), or every user."""
     from embedrec.persistence import load_model
-    from embedrec.recommender import (
-        UnknownIdError, popular, recommend_all, recommend_for_ratings,
-    )
+    from embedrec.foldin import recommend_for_ratings
+    from embedrec.recommender import UnknownIdError, popular, recommend_all
     from embedrec.recommender import recommend as recommend_user
 
     if fallback not in (None, "popular"):

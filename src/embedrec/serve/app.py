@@ -22,9 +22,9 @@ from fastapi.staticfiles import StaticFiles
 from embedrec import __version__
 from embedrec.errors import EmbedrecError
 from embedrec.persistence import ModelBundle, load_model
+from embedrec.foldin import top_for_new_user
 from embedrec.recommender import (
-    UnknownIdError, _search_mask, _top_for_users, predict, similar_items, top_for_new_user, top_k,
-    user_index,
+    UnknownIdError, _search_mask, _top_for_users, predict, similar_items, top_k, user_index,
 )
 from embedrec.serve import schemas as s
 
