@@ -168,7 +168,10 @@ def main() -> None:
         return
     from embedrec.compare import versions
 
-    report: dict = {"versions": versions(), "pipeline": {}, "throughput": []}
+    path = RESULTS / "scale.json"  # a partial run (--sizes) updates only the sizes it measured
+    report: dict = json.loads(path.read_text()) if path.is_file() else {"pipeline": {},
+                                                                          "throughput": []}
+    report["versions"] = versions()
     for size in args.sizes.split(","):
         folder = dataset(size)
         r = run_child(["--child", "pipeline", "--folder", str(folder)])
@@ -184,7 +187,7 @@ def main() -> None:
         report["throughput"] = run_child(["--child", "throughput", "--folder",
                                           str(dataset("5m")), "--repeats", str(args.repeats)])
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "scale.json").write_text(json.dumps(report, indent=1))
+    path.write_text(json.dumps(report, indent=1))
 
 
 if __name__ == "__main__":
