@@ -56,8 +56,9 @@ def train_bundle(data: Ratings, name: str, preset: Preset, *, seed: int = 0,
     labelled = (lambda _label, done, total: progress(done, total)) if progress else None
     model, config, history, seconds = fit_model(name, data, train, valid, preset, seed, fallback,
                                                 labelled)
-    metrics = (score_model(name, model, config, train, test, preset, fallback,
-                           seen=data.take(rows))[0] if test is not None else {})
+    seen = data.take(rows)  # training part of the split, validation carve-out included
+    metrics = (score_model(name, model, config, train, test, preset, fallback, seen=seen)[0]
+               if test is not None else {})
     manifest = {
         "dataset": data.name, "dataset_md5": data.source.get("md5"), "split": split,
         "seed": seed, "preset": preset.to_dict(), "n_train": len(train),
@@ -66,5 +67,5 @@ def train_bundle(data: Ratings, name: str, preset: Preset, *, seed: int = 0,
         "fallback_damping": preset.bias_damping,
     }
     # movies rated in the validation carve-out are the user's too: never recommend them back
-    return ModelBundle.from_training(name, model, train, fallback, seen=data.take(rows),
-                                     config=config, manifest=manifest)
+    return ModelBundle.from_training(name, model, train, fallback, seen=seen, config=config,
+                                     manifest=manifest)
