@@ -1,0 +1,80 @@
+"""The Typer apps, consoles, shared options and the data loader every command uses."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import zipfile
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from embedrec.errors import EmbedrecError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Embedding recommenders for explicit ratings: does a network beat MF here?")
+data_app = typer.Typer(no_args_is_help=True, help="Datasets: list, fetch, describe.")
+app.add_typer(data_app, name="data")
+out = Console(width=None if sys.stdout.isatty() else 140)
+err = Console(stderr=True)
+log = logging.getLogger("embedrec")
+
+DatasetOpt = Annotated[Optional[str], typer.Option(
+    "--dataset", "-d", help="MovieLens release name (default ml-latest-small).")]
+DataOpt = Annotated[Optional[Path], typer.Option(
+    "--data", help="A release folder or zip, or your own ratings file (CSV/TSV/Parquet).")]
+NoDownloadOpt = Annotated[bool, typer.Option("--no-download", help="Never download.")]
+ItemsOpt = Annotated[Optional[Path], typer.Option(
+    "--items", help="With your own ratings file: a CSV of item id, title (and genres).")]
+RATINGS_SUFFIXES = {".csv", ".tsv", ".txt", ".parquet", ".pq"}
+
+
+@app.callback()
+def _main(verbose: Annotated[int, typer.Option("--verbose", "-v", count=True,
+                                               help="More log output (-v info, -vv debug).")] = 0):
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", force=True)
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+                    TimeElapsedColumn(), TimeRemainingColumn(), console=err, transient=True,
+                    disable=not err.is_terminal)
+
+
+def load_data(dataset: str, data: Path | None, *, download: bool = True,
+              items: Path | None = None, **file_options):
+    """A MovieLens release (by name, from a folder or zip) or the user's own ratings file."""
+    from embedrec.data import load_movielens, load_ratings_file
+    from embedrec.data.load import is_release_folder, release_of_folder
+
+    if dataset is None and data is not None and data.is_dir():
+        if is_release_folder(data):  # --data .../ml-100k means ml-100k
+            dataset = release_of_folder(data)
+        elif (data / "ratings.csv").is_file():  # a MovieLens-format folder, e.g. data synth
+            return load_ratings_file(data, items_path=items)
+    dataset = dataset or "ml-latest-small"
+    if data is not None and data.is_file() and not zipfile.is_zipfile(data):
+        if data.suffix.lower() not in RATINGS_SUFFIXES:
+            raise EmbedrecError(f"{data}: expected a folder, a zip, or a .csv/.tsv/.parquet file")
+        return load_ratings_file(data, items_path=items,
+                                 **{k: v for k, v in file_options.items() if v is not None})
+    if items is not None:
+        raise EmbedrecError("--items goes with your own ratings file (--data FILE)")
+    with _progress() as bar:
+        task = bar.add_task(f"downloading {dataset}", total=None)
+        return load_movielens(dataset, data, download=download,
+                              progress=lambda done, total: bar.update(task, completed=done, total=total))
+
+
+def _split_models(models: list[str]) -> list[str]:
+    return [m.strip() for chunk in models for m in chunk.split(",") if m.strip()]
+
+
+def _fmt(mean, std, digits=4) -> str:
+    if mean is None:
+        return "-"
+    return f"{mean:.{digits}f} ± {std:.{digits}f}" if std else f"{mean:.{digits}f}"

@@ -1,0 +1,106 @@
+"""`embedrec compare` and its summary tables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from embedrec.cli.common import (
+    DataOpt, DatasetOpt, ItemsOpt, NoDownloadOpt, _fmt, _progress, _split_models, app, load_data,
+    out,
+)
+
+RATING_COLUMNS = [("RMSE", "rmse", 4), ("MAE", "mae", 4), ("RMSE warm", "rmse_warm", 4),
+                  ("RMSE model-only", "rmse_model_all", 4), ("train s", "train_seconds", 1)]
+RANKING_COLUMNS = [("NDCG@{k}", "ndcg_at_k", 4), ("P@{k}", "precision_at_k", 4),
+                   ("R@{k}", "recall_at_k", 4), ("MAP@{k}", "map_at_k", 4),
+                   ("HR@{k}", "hit_rate_at_k", 3), ("coverage", "coverage_at_k", 3),
+                   ("mean popularity", "popularity_at_k", 1)]
+
+
+def _summary_table(title: str, rows: list[dict], columns, k: int, params: bool) -> Table:
+    table = Table(title=title, title_justify="left")
+    table.add_column("model")
+    for name, _, _ in columns:
+        table.add_column(name.format(k=k), justify="right")
+    if params:
+        table.add_column("params", justify="right")
+    for row in rows:
+        cells = [_fmt(row[key], row[f"{key}_std"], digits) for _, key, digits in columns]
+        table.add_row(row["model"], *cells, *([f"{row['n_params']:,.0f}"] if params else []))
+    return table
+
+
+def print_summary(comparison) -> None:
+    settings = comparison.settings
+    k, rows = settings["k"], comparison.summary()
+    out.print(f"[bold]{settings['dataset']}[/]: {settings['split']} split, preset "
+              f"{settings['preset']['name']}, {len(settings['seeds'])} seed(s), mean ± std")
+    out.print(_summary_table("rating prediction (test rows)", rows, RATING_COLUMNS, k, True))
+    out.print(_summary_table(
+        f"top-{k} recommendation (relevant = test rating >= {settings['relevance_threshold']:g})",
+        rows, RANKING_COLUMNS, k, False))
+    first = comparison.records[0]
+    out.print(f"test rows {first['n_test']:,}, cold rows {first['n_cold']:,} "
+              f"(users {first['n_cold_users']:,}, movies {first['n_cold_items']:,}) predicted by the "
+              f"bias baseline; training rows {first['n_train']:,}, validation rows "
+              f"{first['n_valid']:,}; {first['n_users_ranked']:,} users ranked over the catalogue "
+              f"minus their training items")
+
+
+@app.command()
+def compare(
+    dataset: DatasetOpt = None,
+    data: DataOpt = None,
+    models: Annotated[list[str], typer.Option("--models", "-m", help="Comma-separated or repeated: "
+                                              "dot, biased, mlp, mean, bias, pop.")] = ["dot,biased,mlp,mean,bias,pop"],
+    preset: Annotated[str, typer.Option(help="default, reference or large.")] = "default",
+    split: Annotated[Optional[str], typer.Option(
+        help="random, kfold, user-random, user-latest, time (default: the preset's).")] = None,
+    seeds: Annotated[int, typer.Option(min=1, help="Model seeds per model.")] = 3,
+    epochs: Annotated[Optional[int], typer.Option(min=1)] = None,
+    batch_size: Annotated[Optional[int], typer.Option(min=1)] = None,
+    engine: Annotated[Optional[str], typer.Option(help="fast (lazy Adam) or exact.")] = None,
+    lr: Annotated[Optional[float], typer.Option(help="Adam learning rate.")] = None,
+    l2: Annotated[Optional[float], typer.Option(help="L2 coefficient on embedding tables.")] = None,
+    valid_fraction: Annotated[Optional[float], typer.Option(help="Validation share of train.")] = None,
+    k: Annotated[Optional[int], typer.Option("-k", "--k", min=1, help="Top-N list length (10).")] = None,
+    relevant: Annotated[Optional[float], typer.Option(
+        help="A test rating at least this is relevant (4.0).")] = None,
+    out_dir: Annotated[Optional[Path], typer.Option("--out", help="Write results here.")] = None,
+    items: ItemsOpt = None,
+    report: Annotated[bool, typer.Option("--report/--no-report",
+                                         help="With --out: also write report.html.")] = True,
+    no_download: NoDownloadOpt = False,
+) -> None:
+    """Train and compare models on one split; print mean ± std over seeds."""
+    from embedrec.compare import run_comparison, write_results
+    from embedrec.presets import get_preset
+
+    chosen = get_preset(preset).with_overrides(epochs=epochs, batch_size=batch_size, engine=engine,
+                                               lr=lr, l2=l2, valid_fraction=valid_fraction,
+                                               top_k=k, relevance_threshold=relevant)
+    ratings = load_data(dataset, data, download=not no_download, items=items)
+    with _progress() as bar:
+        tasks: dict[str, int] = {}
+
+        def step(label: str, done: int, total: int) -> None:
+            if label not in tasks:
+                tasks[label] = bar.add_task(label, total=total)
+            bar.update(tasks[label], completed=done)
+
+        result = run_comparison(ratings, preset=chosen, models=_split_models(models), seeds=seeds,
+                                split=split, progress=step)
+    print_summary(result)
+    if out_dir is not None:
+        write_results(result, out_dir)
+        written = "results.json, results.csv, summary.json, settings.json, analysis.json, data.json"
+        if report:
+            from embedrec.reports import build_report
+
+            build_report(out_dir)
+            written += ", report.html, figures/"
+        out.print(f"wrote {out_dir}/: {written}")

@@ -1,0 +1,183 @@
+"""`embedrec train`, `recommend` and `similar`: making and using model folders."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import numpy as np
+import typer
+from rich.table import Table
+
+from embedrec.cli.common import (
+    DataOpt, DatasetOpt, ItemsOpt, NoDownloadOpt, _progress, app, err, load_data, out,
+)
+from embedrec.errors import EmbedrecError
+
+
+@app.command()
+def train(
+    model: Annotated[str, typer.Option("--model", "-m", help="dot, biased, mlp, mean or bias.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Model folder to write.")],
+    dataset: DatasetOpt = None,
+    data: DataOpt = None,
+    preset: Annotated[str, typer.Option(help="default, reference or large.")] = "default",
+    split: Annotated[Optional[str], typer.Option(
+        help="Train on this split's train part and score its test part (default: all rows).")] = None,
+    seed: Annotated[int, typer.Option(help="Model seed.")] = 0,
+    epochs: Annotated[Optional[int], typer.Option(min=1)] = None,
+    batch_size: Annotated[Optional[int], typer.Option(min=1)] = None,
+    engine: Annotated[Optional[str], typer.Option(help="fast or exact.")] = None,
+    items: ItemsOpt = None,
+    no_download: NoDownloadOpt = False,
+) -> None:
+    """Train one model and save it (safetensors weights + JSON manifest)."""
+    from embedrec.persistence import save_model
+    from embedrec.presets import get_preset
+    from embedrec.training.pipeline import train_bundle
+
+    chosen = get_preset(preset).with_overrides(epochs=epochs, batch_size=batch_size, engine=engine)
+    ratings = load_data(dataset, data, download=not no_download, items=items)
+    with _progress() as bar:
+        task = bar.add_task(f"training {model}", total=None)
+        bundle = train_bundle(ratings, model, chosen, seed=seed, split=split,
+                              progress=lambda d, t: bar.update(task, completed=d, total=t))
+    save_model(bundle, out_dir)
+    metrics = bundle.manifest.get("metrics") or {}
+    extra = f", test RMSE {metrics['rmse']:.4f}" if metrics else ""
+    out.print(f"saved {model} trained on {bundle.manifest['n_train']:,} ratings to {out_dir}{extra}")
+
+
+def _print_frame(frame, title: str, as_json: bool) -> None:
+    if as_json:
+        out.print_json(frame.to_json(orient="records"))
+        return
+    table = Table(title=title)
+    for col in frame.columns:
+        table.add_column(str(col), justify="right" if col in ("movieId", "score") else "left")
+    for row in frame.itertuples(index=False):
+        table.add_row(*(f"{v:.3f}" if isinstance(v, float) else str(v) for v in row))
+    out.print(table)
+
+
+def _parse_rate(values: list[str]) -> list[tuple[str, float]]:
+    pairs = []
+    for text in values:
+        movie, sep, rating = text.rpartition("=")
+        if not sep or not movie:
+            raise EmbedrecError(f"--rate {text!r}: expected MOVIE=RATING, e.g. 'Toy Story (1995)=5'")
+        try:
+            pairs.append((movie, float(rating)))
+        except ValueError:
+            raise EmbedrecError(f"--rate {text!r}: {rating!r} is not a number") from None
+    return pairs
+
+
+def _read_rates_csv(path: Path) -> list[tuple[str, float]]:
+    import pandas as pd
+
+    try:
+        frame = pd.read_csv(path)
+    except (OSError, ValueError) as exc:
+        raise EmbedrecError(f"{path}: cannot read ratings ({exc})") from exc
+    cols = {c.lower(): c for c in frame.columns}
+    movie = next((cols[c] for c in ("movieid", "movie_id", "movie", "title", "item") if c in cols), None)
+    if movie is None or "rating" not in cols:
+        raise EmbedrecError(f"{path}: needs a movie (movieId or title) column and a rating column")
+    values = pd.to_numeric(frame[cols["rating"]], errors="coerce")
+    bad = values.isna().to_numpy()
+    if bad.any():
+        line = int(bad.argmax()) + 2
+        raise EmbedrecError(f"{path}, line {line}, column rating: "
+                            f"{str(frame[cols['rating']].iloc[line - 2])!r} is not a number")
+    return [(str(m), float(r)) for m, r in zip(frame[movie], values)]
+
+
+@app.command()
+def recommend(
+    model_dir: Annotated[Path, typer.Option("--model", help="Model folder from `embedrec train`.")],
+    user: Annotated[Optional[str], typer.Option(help="A known user id.")] = None,
+    rate: Annotated[list[str], typer.Option(help="New user: MOVIE=RATING (id or title), repeated.")] = [],
+    ratings_file: Annotated[Optional[Path], typer.Option("--ratings", help="New user: CSV of movie,rating.")] = None,
+    k: Annotated[int, typer.Option("-k", min=1, help="How many.")] = 10,
+    all_users: Annotated[bool, typer.Option("--all-users", help="Top-k for every user (needs --out).")] = False,
+    out_file: Annotated[Optional[Path], typer.Option("--out", help="CSV for --all-users.")] = None,
+    fallback: Annotated[Optional[str], typer.Option(help="'popular': answer unknown users with the most rated movies.")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Top-k unseen movies for a known user, a new user (--rate / --ratings), or every user."""
+    from embedrec.foldin import recommend_for_ratings
+    from embedrec.persistence import load_model
+    from embedrec.recommender import UnknownIdError, popular, recommend_all
+    from embedrec.recommender import recommend as recommend_user
+
+    if fallback not in (None, "popular"):
+        raise EmbedrecError(f"--fallback {fallback!r}: the only fallback is 'popular'")
+    bundle = load_model(model_dir)
+    if all_users:
+        if out_file is None:
+            raise EmbedrecError("--all-users needs --out FILE")
+        import pandas as pd
+
+        items, scores = recommend_all(bundle, k)
+        n = items.shape[0]
+        real = items.ravel() >= 0  # users with fewer than k unseen movies get fewer rows
+        frame = pd.DataFrame({"userId": np.repeat(bundle.user_map.ids, items.shape[1])[real],
+                              "rank": np.tile(np.arange(1, items.shape[1] + 1), n)[real],
+                              "movieId": bundle.item_map.raw(items.ravel()[real]),
+                              "score": scores.ravel()[real]})
+        from embedrec.compare import atomic_write
+
+        atomic_write(out_file, frame.to_csv(index=False))
+        out.print(f"wrote top-{k} for {n:,} users to {out_file}")
+        return
+    rated = _parse_rate(rate) + (_read_rates_csv(ratings_file) if ratings_file else [])
+    if user is not None and rated:
+        raise EmbedrecError("give either --user or --rate/--ratings, not both")
+    if user is not None:
+        try:
+            frame = recommend_user(bundle, user, k)
+            title = f"top {k} for user {user} ({bundle.name})"
+        except UnknownIdError:
+            if fallback != "popular":
+                raise
+            frame = popular(bundle, k)
+            title = f"user {user} is unknown: fallback popular, the {k} most rated movies"
+        _print_frame(frame, title, as_json)
+        return
+    if not rated:
+        if fallback == "popular":
+            _print_frame(popular(bundle, k), f"fallback popular: the {k} most rated movies", as_json)
+            return
+        raise EmbedrecError("give --user ID, or --rate MOVIE=RATING / --ratings FILE for a new user")
+    try:
+        frame, fit = recommend_for_ratings(bundle, rated, k)
+    except EmbedrecError as exc:
+        if fallback != "popular" or "none of the" not in str(exc):
+            raise
+        _print_frame(popular(bundle, k), f"{exc}: fallback popular, the {k} most rated movies",
+                     as_json)
+        return
+    if not as_json:
+        msg = f"recognised {fit.n_used} of {fit.n_given} ratings"
+        if fit.unknown:
+            msg += (f" (not recognised: {', '.join(map(str, fit.unknown[:5]))}; give a movie id or "
+                    "the exact title: `embedrec similar --movie WORDS` lists the matches)")
+        err.print(msg, markup=False)
+    _print_frame(frame, f"top {k} for a new user ({bundle.name})", as_json)
+
+
+@app.command()
+def similar(
+    model_dir: Annotated[Path, typer.Option("--model", help="Model folder from `embedrec train`.")],
+    movie: Annotated[str, typer.Option(help="Movie id or (part of) a title.")],
+    k: Annotated[int, typer.Option("-k", min=1)] = 10,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Movies nearest to a movie in embedding space (cosine)."""
+    from embedrec.persistence import load_model
+    from embedrec.recommender import similar_items
+
+    bundle = load_model(model_dir)
+    frame = similar_items(bundle, movie, k)
+    _print_frame(frame, f"movies like {movie!r} ({bundle.name})", as_json)
