@@ -214,6 +214,8 @@ def _assemble(manifest: dict, t: dict[str, np.ndarray]) -> ModelBundle:
     model_t = {k[len("model."):]: v for k, v in t.items() if k.startswith("model.")}
     scale = tuple(float(x) for x in manifest["rating_range"])
     n_users, n_items = manifest["n_users"], manifest["n_items"]
+    if "users.counts" not in t and "seen.indptr" in t:  # files written before it was stored,
+        t["users.counts"] = np.diff(t["seen.indptr"])   # when the seen rows were the fit rows
     if manifest["config"].get("name", name) != name:
         raise ValueError(f"the manifest says model {name!r} but its config is for "
                          f"{manifest['config'].get('name')!r}")
