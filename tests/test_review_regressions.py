@@ -165,3 +165,24 @@ def test_pop_model_does_not_predict_ratings(data):
     bundle = train_bundle(data, "pop", PRESET, seed=0)
     with pytest.raises(EmbedrecError, match="does not predict ratings"):
         predict(bundle, [(data.user_map.ids[0], data.item_map.ids[0])])
+
+
+def test_punctuation_only_search_matches_nothing(data):
+    from embedrec.recommender import UnknownIdError, find_movie
+
+    bundle = train_bundle(data, "bias", PRESET, seed=0)
+    bundle.item_info = __import__("pandas").DataFrame(
+        {"title": [f"Movie {i} (2000)" for i in range(len(bundle.item_map))], "genres": ""},
+        index=bundle.item_map.ids)
+    with pytest.raises(UnknownIdError, match="no movie matches"):
+        find_movie(bundle, "(")
+
+
+def test_model_folders_get_ordinary_permissions(data, tmp_path):
+    import os
+    import stat
+
+    folder = save_model(train_bundle(data, "mean", PRESET, seed=0), tmp_path / "m")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o777 & ~umask

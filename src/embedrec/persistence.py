@@ -151,6 +151,9 @@ def save_model(bundle: ModelBundle, folder: str | Path) -> Path:
                                  "replace it (choose another --out)")
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700; a model folder is an ordinary folder
     try:
         save_file(_arrays(bundle), str(tmp / WEIGHTS), metadata={"format": "embedrec"})
         manifest = dict(bundle.manifest) | {

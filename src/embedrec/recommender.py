@@ -72,6 +72,8 @@ def find_movie(bundle: ModelBundle, query) -> int:
 def _search_mask(titles: pd.Series, query: str) -> np.ndarray:
     """Titles holding every query word: as a word prefix ("godfath"), or whole for numbers."""
     words = [w for w in re.split(r"\W+", query.lower()) if w]
+    if not words:  # only punctuation: nothing to look for, so nothing matches
+        return np.zeros(len(titles), dtype=bool)
     lower = titles.str.lower()
     mask = np.ones(len(titles), dtype=bool)
     for w in words:
