@@ -102,7 +102,7 @@ def verdict(summary: list[dict]) -> list[str]:
             second = rows[1]
             gap = abs(second[key] - best[key])
             spread = best[f"{key}_std"] + second[f"{key}_std"]
-            clear = "clearly ahead" if gap > spread else "within the seed spread of"
+            clear = "clearly ahead of" if gap > spread else "within the seed spread of"
             text += (f", {clear} {html.escape(second['model'])} ({second[key]:.4f} ± "
                      f"{second[f'{key}_std']:.4f}; gap {gap:.4f})")
         lines.append(text + ".")
