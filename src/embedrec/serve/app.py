@@ -208,20 +208,11 @@ def create_app(model_dir: str | Path | None = None, *, bundle: ModelBundle | Non
     async def new_user(b: Bundle, body: s.NewUserRequest):
         """Recommendations for someone the model has never seen, from their ratings (the
         model's movie parameters stay fixed: nothing is retrained)."""
-        lo, hi = b.scale
-        for r in body.ratings:
-            if not lo <= r.rating <= hi:
-                raise HTTPException(422, f"rating {r.rating:g} for movie {r.movie_id} is outside "
-                                         f"the scale {lo:g} to {hi:g}")
-        known = [r for r in body.ratings if r.movie_id in b.item_map
-                 and b.item_counts[b.item_map.index(r.movie_id)] > 0]
-        unknown = [r.movie_id for r in body.ratings if r not in known]
-        if not known:
-            raise HTTPException(422, f"none of the {len(body.ratings)} rated movies is known "
-                                     "to the model")
-        best, scores, _ = top_for_new_user(b, [(r.movie_id, r.rating) for r in known], body.k)
+        # the fold-in checks the scale and recognises the movies (errors become 422s)
+        best, scores, fit = top_for_new_user(b, [(r.movie_id, r.rating) for r in body.ratings],
+                                             body.k)
         return {"items": [_movie(b, int(i), sc) for i, sc in zip(best, scores)],
-                "n_given": len(body.ratings), "n_used": len(known), "unknown_movie_ids": unknown}
+                "n_given": fit.n_given, "n_used": fit.n_used, "unknown_movie_ids": fit.unknown}
 
     @app.post("/predict", response_model=s.PredictResponse, responses=errors,
               tags=["recommendations"])
