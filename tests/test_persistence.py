@@ -6,7 +6,7 @@ import pytest
 from embedrec.recommender import score_users
 from embedrec.persistence import ModelFileError, load_model, save_model
 from embedrec.presets import get_preset
-from embedrec.training.pipeline import train_bundle
+from embedrec.experiment import train_bundle
 from tests.conftest import make_ratings
 
 PRESET = get_preset("default").with_overrides(epochs=2, batch_size=32)
@@ -29,7 +29,7 @@ def test_round_trip_gives_identical_scores(saved):
     loaded = load_model(folder)
     users = np.arange(len(bundle.user_map))
     assert np.array_equal(score_users(bundle, users), score_users(loaded, users))
-    assert loaded.manifest["model"] == bundle.name and loaded.manifest["format_version"] == 1
+    assert loaded.manifest["model"] == bundle.name and loaded.manifest["format_version"] == 2
     assert np.array_equal(loaded.seen_items, bundle.seen_items)
 
 

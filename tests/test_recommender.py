@@ -7,7 +7,7 @@ from embedrec.recommender import (
 )
 from embedrec.errors import EmbedrecError
 from embedrec.presets import get_preset
-from embedrec.training.pipeline import train_bundle
+from embedrec.experiment import train_bundle
 from tests.conftest import make_ratings
 
 
@@ -95,7 +95,7 @@ def test_fold_in_recovers_a_known_user(name, min_corr):
         fit = fold_in(b, [(b.item_map.ids[i], float(r)) for i, r in zip(items, ratings)])
         new = score_new_user(b, fit)
         corrs.append(np.corrcoef(new, score_users(b, np.array([u]))[0])[0, 1])
-        base = b.fallback.mean + fit.bias + b.fallback.item_bias[items]
+        base = b.fallback.mean + fit.params.base_bias + b.fallback.item_bias[items]
         gains.append(np.sqrt(np.mean((new[items] - ratings) ** 2))
                      - np.sqrt(np.mean((base - ratings) ** 2)))
     assert np.mean(corrs) > min_corr

@@ -10,7 +10,7 @@ The Python API mirrors the CLI::
     model = embedrec.train_bundle(data, "biased", embedrec.get_preset("default"))
     embedrec.save_model(model, "models/biased")
     model = embedrec.load_model("models/biased")
-    embedrec.recommender(model, user=1, k=10)           # a DataFrame with titles
+    embedrec.recommend(model, user=1, k=10)             # a DataFrame with titles
     embedrec.similar_items(model, "Toy Story (1995)")
     embedrec.recommend_for_ratings(model, [("Toy Story (1995)", 5), (2571, 4)])
 
@@ -29,14 +29,16 @@ _WHERE = {
     "EmbedrecError": "errors", "TrainingError": "errors",
     "evaluate_ratings": "evaluation", "evaluate_ranking": "evaluation",
     "BiasBaseline": "models", "GlobalMean": "models", "Popular": "models",
-    "ModelConfig": "models", "build_model": "models",
+    "ModelSpec": "models", "Capabilities": "models", "Shape": "models", "register": "models",
+    "Scorer": "models",
     "ModelBundle": "persistence", "ModelFileError": "persistence", "load_model": "persistence",
     "save_model": "persistence",
     "PRESETS": "presets", "Preset": "presets", "get_preset": "presets",
+    "SplitConfig": "presets", "EvalConfig": "presets",
     "predict": "recommender", "recommend": "recommender", "recommend_all": "recommender",
     "recommend_for_ratings": "foldin", "similar_items": "recommender",
     "TrainConfig": "training", "fit": "training", "train_model": "training",
-    "train_bundle": "training.pipeline",
+    "train_bundle": "experiment",
 }
 __all__ = sorted(_WHERE)
 

@@ -17,22 +17,23 @@ import numpy as np
 
 from embedrec import __version__
 from embedrec.data.dataset import Ratings
-from embedrec.data.split import kfold, make_split, validation_rows
 from embedrec.data.explore import data_profile
 from embedrec.evaluation.analysis import error_breakdown, learned_items
-from embedrec.evaluation.scoring import n_params, score_model
-from embedrec.models.baselines import BiasBaseline
-from embedrec.models.registry import check_model_names
+from embedrec.experiment import fit_fallback, make_fold, run_one, splits
+from embedrec.models.registry import check_model_names, names
 from embedrec.presets import Preset
-from embedrec.training.pipeline import fit_model
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MODELS = ("dot", "biased", "mlp", "mean", "bias", "pop")
 Progress = Callable[[str, int, int], None]  # (label, done, total)
-SUMMARY_METRICS = ("rmse", "mae", "rmse_warm", "rmse_model_all", "precision_at_k", "recall_at_k",
-                   "ndcg_at_k", "map_at_k", "hit_rate_at_k", "coverage_at_k", "popularity_at_k",
-                   "train_seconds", "n_params")
+SUMMARY_METRICS = ("rmse", "mae", "rmse_warm", "rmse_cold", "rmse_model_all", "precision_at_k",
+                   "recall_at_k", "ndcg_at_k", "map_at_k", "hit_rate_at_k", "coverage_at_k",
+                   "popularity_at_k", "train_seconds", "n_params")
+
+
+def default_models() -> tuple[str, ...]:
+    """Every registered model, in registry order."""
+    return names()
 
 
 @dataclass
@@ -61,7 +62,7 @@ def run_comparison(
     data: Ratings,
     *,
     preset: Preset,
-    models: tuple[str, ...] | list[str] = DEFAULT_MODELS,
+    models: tuple[str, ...] | list[str] | None = None,
     seeds: int = 3,
     first_seed: int = 0,
     split: str | None = None,
@@ -73,41 +74,37 @@ def run_comparison(
     every fold (k = 1 / test_fraction) and the summary pools folds and seeds. Validation rows
     are carved from the training rows and only monitor training (and drive early stopping).
     """
-    models = check_model_names(list(models))
-    kind = split or preset.split
-    if kind == "kfold":  # every fold, each scored once; records carry their fold number
-        splits = list(kfold(len(data), max(2, round(1 / preset.test_fraction)), preset.split_seed))
-    else:
-        splits = [make_split(data, kind, preset.test_fraction, preset.split_seed)]
+    models = check_model_names(list(models if models is not None else default_models()))
+    kind = split or preset.split.kind
+    folds = splits(data, preset, kind)
     records = []
     analysis: dict = {"errors": {}, "learned": {}}
-    for fold, sp in enumerate(splits, start=1):
-        test, train_part = data.take(sp.test), data.take(sp.train)
+    for number, sp in enumerate(folds, start=1):
         for seed in range(first_seed, first_seed + seeds):
-            fit_idx, valid_idx = validation_rows(sp.train, preset.valid_fraction, seed)
-            fit_rows = data.take(fit_idx)
-            valid = data.take(valid_idx) if len(valid_idx) else None
-            fallback = BiasBaseline(user_damping=preset.bias_damping,
-                                    item_damping=preset.bias_damping).fit(fit_rows)
+            fold = make_fold(data, sp.train, sp.test, valid_fraction=preset.split.valid_fraction,
+                             seed=seed, number=number)
+            fallback = fit_fallback(fold, preset)
             for name in models:
-                log.info("training %s, seed %d, fold %d of %d", name, seed, fold, len(splits))
-                model, config, history, seconds = fit_model(name, data, fit_rows, valid, preset, seed,
-                                                       fallback, progress)
-                rec, pred, bundle = score_model(name, model, config, fit_rows, test, preset,
-                                                fallback, seen=train_part)
-                key = f"{name}/seed{seed}/fold{fold}"
+                log.info("training %s, seed %d, fold %d of %d", name, seed, number, len(folds))
+                step = ((lambda done, total, label=f"{name} seed {seed}": progress(label, done, total))
+                        if progress else None)
+                fitted, bundle, rec, pred = run_one(name, fold, preset, seed=seed,
+                                                    fallback=fallback, progress=step)
+                key = f"{name}/seed{seed}/fold{number}"
                 if pred is not None:
-                    analysis["errors"][key] = error_breakdown(fit_rows, test, pred)
-                if seed == first_seed and fold == 1:
-                    analysis["learned"][name] = learned_items(bundle, fit_rows)
+                    analysis["errors"][key] = error_breakdown(fold.train, fold.test, pred)
+                if seed == first_seed and number == 1:
+                    analysis["learned"][name] = learned_items(bundle, fold.train)
+                history = fitted.history
                 records.append({
-                    "model": name, "seed": seed, "fold": fold, "n_train": len(fit_rows),
-                    "n_valid": 0 if valid is None else len(valid),
+                    "model": name, "seed": seed, "fold": number, "n_train": len(fold.train),
+                    "n_valid": 0 if fold.valid is None else len(fold.valid),
                 } | rec | {
-                    "n_params": n_params(model), "train_seconds": seconds,
+                    "n_params": fitted.n_params, "train_seconds": fitted.seconds,
                     "history": [] if history is None else history.epochs,
                     "best_epoch": None if history is None else history.best_epoch,
                     "stopped_early": False if history is None else history.stopped_early,
+                    "config": bundle.config_dict(),
                 })
     settings = {
         "dataset": data.name,
@@ -115,9 +112,10 @@ def run_comparison(
         "dataset_path": data.source.get("path"),
         "n_ratings": len(data), "n_users": data.n_users, "n_items": data.n_items,
         "scale": list(data.scale),
-        "split": kind, "test_fraction": preset.test_fraction, "split_seed": preset.split_seed,
-        "k": preset.top_k, "relevance_threshold": preset.relevance_threshold,
-        "folds": len(splits), "n_train": len(splits[0].train), "n_test": len(splits[0].test),
+        "split": kind, "test_fraction": preset.split.test_fraction,
+        "split_seed": preset.split.seed,
+        "k": preset.evaluation.top_k, "relevance_threshold": preset.evaluation.relevance_threshold,
+        "folds": len(folds), "n_train": len(folds[0].train), "n_test": len(folds[0].test),
         "seeds": list(range(first_seed, first_seed + seeds)),
         "models": list(models),
         "preset": preset.to_dict(),

@@ -5,12 +5,13 @@ maps, the items each user rated in training (to mask them), item popularity, the
 used for cold users and movies, and item titles. The manifest records the sha256 of the weights
 file; loading refuses a file whose checksum, format version or tensor shapes do not match.
 Saving writes a temporary sibling folder and renames it into place, so a crash leaves any
-earlier model intact. Loading needs numpy only (no torch): neural models come back as
-``EmbeddingScorer``s.
+earlier model intact. Loading needs numpy only (no torch): every model comes back as its
+spec's numpy scorer, and the spec checks the arrays it stores.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -27,11 +28,19 @@ from safetensors.numpy import load_file, save_file
 
 from embedrec import __version__
 from embedrec.data.dataset import IdMap, Ratings
+from embedrec.data.features import ItemFeatures, item_features
 from embedrec.errors import EmbedrecError
-from embedrec.models.baselines import BiasBaseline, GlobalMean, Popular
-from embedrec.models.inference import NEURAL_NAMES, EmbeddingScorer
+from embedrec.models.baselines import BiasBaseline
+from embedrec.models.fallback import WithFallback
+from embedrec.models.registry import get as get_spec
+from embedrec.models.scorer import Scorer
+from embedrec.models.spec import ModelSpec, Shape
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)  # 1: embedrec 0.1 before the model registry (same arrays)
+# keys of version 1's one-size-fits-all neural config that a model's own config may not have
+LEGACY_CONFIG_KEYS = ("n_users", "n_items", "rating_range", "hidden", "dropout_in",
+                      "dropout_hidden")
 WEIGHTS, MANIFEST = "weights.safetensors", "manifest.json"
 
 
@@ -43,8 +52,9 @@ class ModelFileError(EmbedrecError):
 class ModelBundle:
     """A trained model and what it needs to recommend: ids, seen items, popularity, titles."""
 
-    name: str  # dot | biased | mlp | mean | bias | pop
-    model: Any  # EmbeddingScorer, BiasBaseline, GlobalMean or Popular
+    name: str  # a registered model name
+    config: Any  # the model spec's Config
+    scorer: Scorer  # the trained model as numpy arrays
     user_map: IdMap
     item_map: IdMap
     scale: tuple[float, float]
@@ -55,29 +65,46 @@ class ModelBundle:
     user_counts: np.ndarray | None = None  # ratings per user the model was fitted on
     item_info: pd.DataFrame | None = None
     manifest: dict = field(default_factory=dict)
+    features: ItemFeatures | None = None
 
     @classmethod
-    def from_training(cls, name: str, model: Any, train: Ratings, fallback: BiasBaseline, *,
-                      seen: Ratings | None = None, config: dict | None = None,
+    def from_training(cls, name: str, scorer: Scorer, train: Ratings, fallback: BiasBaseline, *,
+                      config: Any = None, seen: Ratings | None = None,
                       manifest: dict | None = None) -> ModelBundle:
-        """Package a trained model; a torch module is converted to numpy arrays here.
+        """Package a trained model (its numpy scorer).
 
         ``train`` holds the rows the model was fitted on (they decide which users and movies it
         knows); ``seen`` (default: ``train``) the rows whose movies are never recommended back
         to their user, e.g. the training rows plus a validation carve-out.
         """
-        if name in NEURAL_NAMES and not isinstance(model, EmbeddingScorer):
-            model = EmbeddingScorer.from_module(dict(config or {}), model)
+        spec = get_spec(name)
+        config = spec.config() if config is None else config
         seen = train if seen is None else seen
         order = np.argsort(seen.users, kind="stable")
         counts = np.bincount(seen.users, minlength=seen.n_users)
         indptr = np.concatenate(([0], np.cumsum(counts))).astype(np.int64)
-        return cls(name=name, model=model, user_map=train.user_map, item_map=train.item_map,
-                   scale=train.scale, seen_indptr=indptr,
+        return cls(name=name, config=config, scorer=scorer, user_map=train.user_map,
+                   item_map=train.item_map, scale=train.scale, seen_indptr=indptr,
                    seen_items=seen.items[order].astype(np.int32),
                    item_counts=np.bincount(train.items, minlength=train.n_items).astype(np.int64),
                    user_counts=np.bincount(train.users, minlength=train.n_users).astype(np.int64),
-                   fallback=fallback, item_info=train.item_info, manifest=dict(manifest or {}))
+                   fallback=fallback, item_info=train.item_info, manifest=dict(manifest or {}),
+                   features=item_features(train.item_map, train.item_info))
+
+    @property
+    def spec(self) -> ModelSpec:
+        return get_spec(self.name)
+
+    @property
+    def model(self) -> Scorer:
+        """The model's own scorer (no fallback); ``scored`` composes the fallback."""
+        return self.scorer
+
+    @functools.cached_property
+    def scored(self) -> WithFallback:
+        """The model's scorer with the cold-start fallback: what every user of a bundle calls."""
+        return WithFallback(self.scorer, self.fallback, known_users=self.known_users(),
+                            known_items=self.known_items(), capabilities=self.spec.capabilities)
 
     def seen(self, user: int) -> np.ndarray:
         return self.seen_items[self.seen_indptr[user]:self.seen_indptr[user + 1]]
@@ -91,16 +118,11 @@ class ModelBundle:
         return self.item_counts > 0
 
     @property
-    def is_neural(self) -> bool:
-        return isinstance(self.model, EmbeddingScorer)
+    def shape(self) -> Shape:
+        return Shape(len(self.user_map), len(self.item_map), self.scale)
 
-    def config(self) -> dict:
-        if self.is_neural:
-            return self.model.config
-        if isinstance(self.model, BiasBaseline):
-            return {"name": "bias", "user_damping": self.model.user_damping,
-                    "item_damping": self.model.item_damping, "sweeps": self.model.sweeps}
-        return {"name": self.name}
+    def config_dict(self) -> dict:
+        return self.spec.config_to_dict(self.config)
 
 
 def _sha256(path: Path) -> str:
@@ -112,13 +134,15 @@ def _sha256(path: Path) -> str:
 
 
 def _arrays(bundle: ModelBundle) -> dict[str, np.ndarray]:
-    t = {f"model.{k}": np.array(v) for k, v in bundle.model.arrays().items()}  # own copies
+    t = {f"model.{k}": np.array(v) for k, v in bundle.scorer.arrays().items()}  # own copies
     t |= {f"fallback.{k}": np.array(v, dtype=np.float64) for k, v in bundle.fallback.arrays().items()}
     t["seen.indptr"] = bundle.seen_indptr.astype(np.int64)
     t["seen.items"] = bundle.seen_items.astype(np.int32)
     t["items.counts"] = bundle.item_counts.astype(np.int64)
     t["users.counts"] = (bundle.user_counts if bundle.user_counts is not None
                          else np.diff(bundle.seen_indptr)).astype(np.int64)
+    if bundle.features is not None:
+        t |= {f"features.{k}": v for k, v in bundle.features.arrays().items()}
     for role, ids in (("users", bundle.user_map.ids), ("items", bundle.item_map.ids)):
         if ids.dtype.kind in "iu":
             t[f"ids.{role}"] = ids.astype(np.int64)
@@ -160,7 +184,8 @@ def save_model(bundle: ModelBundle, folder: str | Path) -> Path:
             "format_version": FORMAT_VERSION,
             "embedrec_version": __version__,
             "model": bundle.name,
-            "config": bundle.config(),
+            "config": bundle.config_dict(),
+            "genres": None if bundle.features is None else list(bundle.features.genre_names),
             "rating_range": list(bundle.scale),
             "n_users": len(bundle.user_map), "n_items": len(bundle.item_map),
             "user_ids": _id_list(bundle.user_map.ids), "item_ids": _id_list(bundle.item_map.ids),
@@ -197,8 +222,10 @@ def load_model(folder: str | Path) -> ModelBundle:
     if not isinstance(manifest, dict):
         raise _fail(folder, f"{MANIFEST} must hold a JSON object")
     version = manifest.get("format_version")
-    if version != FORMAT_VERSION:
-        raise _fail(folder, f"unknown format version {version!r} (this embedrec reads {FORMAT_VERSION})")
+    if version not in READABLE_VERSIONS:
+        raise _fail(folder, f"unknown format version {version!r} (this embedrec reads "
+                            f"{', '.join(map(str, READABLE_VERSIONS))}); retrain it with "
+                            "`embedrec train --model NAME --out DIR`")
     if _sha256(wpath) != manifest.get("weights_sha256"):
         raise _fail(folder, f"{WEIGHTS} does not match the checksum in {MANIFEST} "
                             "(tampered with or truncated)")
@@ -208,72 +235,86 @@ def load_model(folder: str | Path) -> ModelBundle:
         raise _fail(folder, f"{WEIGHTS} is not a valid safetensors file ({exc})") from exc
     try:
         return _assemble(manifest, arrays)
-    except (KeyError, ValueError, TypeError, IndexError) as exc:
-        raise _fail(folder, f"the manifest does not match the weights ({exc})") from exc
+    except EmbedrecError as exc:  # e.g. an unknown model name or a bad setting
+        raise _fail(folder, str(exc)) from exc
+    except (KeyError, ValueError, TypeError, IndexError, AttributeError) as exc:
+        raise _fail(folder, f"the manifest does not match the weights ({exc!s:.300})") from exc
+
+
+def _finite_range(raw) -> tuple[float, float]:
+    if not isinstance(raw, list) or len(raw) != 2 or not all(
+            isinstance(x, (int, float)) and not isinstance(x, bool) for x in raw):
+        raise ValueError(f"rating_range must be two numbers, got {raw!r}")
+    lo, hi = float(raw[0]), float(raw[1])
+    if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
+        raise ValueError(f"rating_range must be finite and increasing, got {raw!r}")
+    return lo, hi
+
+
+def _count(manifest: dict, key: str) -> int:
+    value = manifest[key]
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{key} must be a whole number >= 1, got {value!r}")
+    return value
 
 
 def _assemble(manifest: dict, t: dict[str, np.ndarray]) -> ModelBundle:
     name = manifest["model"]
-    model_t = {k[len("model."):]: v for k, v in t.items() if k.startswith("model.")}
-    scale = tuple(float(x) for x in manifest["rating_range"])
-    n_users, n_items = manifest["n_users"], manifest["n_items"]
+    if not isinstance(name, str):
+        raise ValueError(f"model must be a name, got {name!r}")
+    spec = get_spec(name)
+    raw_config = manifest["config"]
+    if not isinstance(raw_config, dict):
+        raise ValueError("config must be a JSON object")
+    if raw_config.get("name", name) != name:
+        raise ValueError(f"the manifest says model {name!r} but its config is for "
+                         f"{raw_config.get('name')!r}")
+    scale = _finite_range(manifest["rating_range"])
+    n_users, n_items = _count(manifest, "n_users"), _count(manifest, "n_items")
+    shape = Shape(n_users, n_items, scale)
+    legacy = LEGACY_CONFIG_KEYS if manifest["format_version"] == 1 else ()
+    config = spec.config_from_dict(raw_config, legacy=legacy)
     if "users.counts" not in t and "seen.indptr" in t:  # files written before it was stored,
         t["users.counts"] = np.diff(t["seen.indptr"])   # when the seen rows were the fit rows
-    if manifest["config"].get("name", name) != name:
-        raise ValueError(f"the manifest says model {name!r} but its config is for "
-                         f"{manifest['config'].get('name')!r}")
-    expected = {"mean": {"mean": (1,)}, "pop": {"counts": (n_items,)},
-                "bias": {"mean": (1,), "user_bias": (n_users,), "item_bias": (n_items,)}}
-    if name in expected:
-        shapes = {k: tuple(v.shape) for k, v in model_t.items()}
-        if shapes != expected[name]:
-            raise ValueError(f"{name} weights {shapes} should be {expected[name]}")
-    for key, shape in (("fallback.user_bias", (n_users,)), ("fallback.item_bias", (n_items,)),
-                       ("items.counts", (n_items,)), ("users.counts", (n_users,)),
-                       ("seen.indptr", (n_users + 1,))):
-        if tuple(t[key].shape) != shape:
-            raise ValueError(f"{key} has shape {tuple(t[key].shape)}, expected {shape}")
+    for key, want in (("fallback.user_bias", (n_users,)), ("fallback.item_bias", (n_items,)),
+                      ("fallback.mean", (1,)), ("items.counts", (n_items,)),
+                      ("users.counts", (n_users,)), ("seen.indptr", (n_users + 1,))):
+        if tuple(t[key].shape) != want:
+            raise ValueError(f"{key} has shape {tuple(t[key].shape)}, expected {want}")
+        if t[key].dtype.kind == "f" and not np.isfinite(t[key]).all():
+            raise ValueError(f"{key} holds NaN or infinite values")
     for key in ("seen.indptr", "seen.items", "items.counts", "users.counts"):
         if t[key].dtype.kind not in "iu":
             raise ValueError(f"{key} must hold integers, not {t[key].dtype}")
-    if name in NEURAL_NAMES:
-        model: Any = EmbeddingScorer(manifest["config"], model_t)
-    elif name == "bias":
-        cfg = manifest["config"]
-        model = BiasBaseline(user_damping=cfg["user_damping"], item_damping=cfg["item_damping"],
-                             sweeps=cfg["sweeps"], clip=scale)
-        _fill_bias(model, model_t)
-    elif name == "mean":
-        model = GlobalMean()
-        model.mean = float(model_t["mean"][0])
-    elif name == "pop":
-        model = Popular()
-        model.counts = model_t["counts"]
-    else:
-        raise ValueError(f"unknown model {name!r}")
-    damping = float(manifest.get("fallback_damping", 5.0))
-    fallback = BiasBaseline(user_damping=damping, item_damping=damping, clip=scale)
-    _fill_bias(fallback, {k[len("fallback."):]: v for k, v in t.items() if k.startswith("fallback.")})
+        if len(t[key]) and t[key].min() < 0:
+            raise ValueError(f"{key} holds negative values")
+    indptr, seen = t["seen.indptr"], t["seen.items"]
+    if indptr[0] != 0 or (np.diff(indptr) < 0).any() or indptr[-1] != len(seen):
+        raise ValueError("seen.indptr is not a valid offsets array over seen.items")
+    if len(seen) and seen.max() >= n_items:
+        raise ValueError("seen items out of range")
+    model_t = {k[len("model."):]: v for k, v in t.items() if k.startswith("model.")}
+    scorer = spec.load_scorer(config, model_t, shape)
+    damping = manifest.get("fallback_damping", 5.0)
+    if not isinstance(damping, (int, float)) or isinstance(damping, bool) or not damping >= 0:
+        raise ValueError(f"fallback_damping must be a number >= 0, got {damping!r}")
+    fallback = BiasBaseline(user_damping=float(damping), item_damping=float(damping), clip=scale)
+    fallback.load_arrays({k[len("fallback."):]: v for k, v in t.items() if k.startswith("fallback.")})
     user_ids = t["ids.users"] if "ids.users" in t else np.array(manifest["user_ids"])
     item_ids = t["ids.items"] if "ids.items" in t else np.array(manifest["item_ids"])
     if len(user_ids) != n_users or len(item_ids) != n_items:
         raise ValueError("id maps and the manifest's counts differ")
-    if len(fallback.user_bias) != n_users or len(fallback.item_bias) != n_items:
-        raise ValueError("fallback biases do not cover every user and item")
-    indptr, seen = t["seen.indptr"], t["seen.items"]
-    if len(indptr) != n_users + 1 or indptr[-1] != len(seen) or len(t["items.counts"]) != n_items:
-        raise ValueError("seen items or item counts do not match the number of users and items")
-    if len(seen) and (seen.min() < 0 or seen.max() >= n_items):
-        raise ValueError("seen items out of range")
+    features = None
+    if "features.year" in t:
+        genres = manifest.get("genres") or []
+        if not isinstance(genres, list):
+            raise ValueError("genres must be a list of names")
+        features = ItemFeatures.from_arrays(
+            genres, {k[len("features."):]: v for k, v in t.items() if k.startswith("features.")},
+            n_items)
     items = manifest.get("items")
     info = pd.DataFrame(items, columns=["item", "title", "genres"]).set_index("item") if items else None
-    return ModelBundle(name=name, model=model, user_map=IdMap(user_ids), item_map=IdMap(item_ids),
-                       scale=scale, seen_indptr=indptr, seen_items=seen,
+    return ModelBundle(name=name, config=config, scorer=scorer, user_map=IdMap(user_ids),
+                       item_map=IdMap(item_ids), scale=scale, seen_indptr=indptr, seen_items=seen,
                        item_counts=t["items.counts"], fallback=fallback, item_info=info,
-                       user_counts=t["users.counts"], manifest=manifest)
-
-
-def _fill_bias(model: BiasBaseline, arrays: dict[str, np.ndarray]) -> None:
-    model.mean = float(arrays["mean"][0])
-    model.user_bias = arrays["user_bias"]
-    model.item_bias = arrays["item_bias"]
+                       user_counts=t["users.counts"], manifest=manifest, features=features)

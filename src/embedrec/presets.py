@@ -1,41 +1,114 @@
-"""Named bundles of settings. ``reference`` is the reference experiment, exactly."""
+"""Named bundles of settings. ``reference`` is the reference experiment, exactly.
+
+A preset holds four separate parts: how the data is split (``SplitConfig``), how models are
+evaluated (``EvalConfig``), how torch models are trained (``TrainConfig``), and per-model
+settings (``models``: model name -> {setting: value}; the key ``"*"`` applies a setting to every
+model that has it, e.g. ``n_factors``).
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+import dataclasses
+from dataclasses import asdict, dataclass, field, replace
 
+from embedrec.data.split import SPLITS
 from embedrec.errors import ConfigError
 from embedrec.training.config import TrainConfig
 
 
 @dataclass(frozen=True, kw_only=True)
-class Preset:
-    """Model shape, training settings and the validation carve-out, under one name."""
+class SplitConfig:
+    kind: str = "random"  # random | kfold | user-random | user-latest | time
+    test_fraction: float = 0.1
+    seed: int = 42  # the reference's random_state
+    valid_fraction: float = 0.0  # share of the training rows held out for validation
 
+    def __post_init__(self) -> None:
+        if self.kind not in SPLITS:
+            raise ConfigError(f"unknown split {self.kind!r}; use one of {', '.join(SPLITS)}")
+        if not 0 < self.test_fraction < 1:
+            raise ConfigError(f"test fraction must be in (0, 1), got {self.test_fraction}")
+        if not 0 <= self.valid_fraction < 1:
+            raise ConfigError(f"validation fraction must be in [0, 1), got {self.valid_fraction}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class EvalConfig:
+    top_k: int = 10  # length of the recommendation lists scored by the top-N metrics
+    relevance_threshold: float = 4.0  # a test rating at least this is a relevant item
+    fallback_damping: float = 5.0  # damping of the cold-start fallback (damped biases)
+
+    def __post_init__(self) -> None:
+        if self.top_k < 1:
+            raise ConfigError(f"k must be at least 1, got {self.top_k}")
+        if self.fallback_damping < 0:
+            raise ConfigError("fallback damping must be >= 0")
+
+
+# old flat names -> (part, field)
+_ALIASES = {"split": ("split", "kind"), "split_seed": ("split", "seed"),
+            "test_fraction": ("split", "test_fraction"), "valid_fraction": ("split", "valid_fraction"),
+            "top_k": ("evaluation", "top_k"), "relevance_threshold": ("evaluation", "relevance_threshold"),
+            "fallback_damping": ("evaluation", "fallback_damping"),
+            "bias_damping": ("evaluation", "fallback_damping")}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Preset:
     name: str
     description: str
     train: TrainConfig
-    n_factors: int = 50  # embedding width of every neural model
-    valid_fraction: float = 0.0  # share of the training rows held out for validation
-    split: str = "random"  # default split kind
-    test_fraction: float = 0.1
-    split_seed: int = 42  # the reference's random_state
-    bias_damping: float = 5.0  # damping of the bias baseline (and the cold-start fallback)
-    top_k: int = 10  # length of the recommendation lists scored by the top-N metrics
-    relevance_threshold: float = 4.0  # a test rating at least this is a relevant item
+    split: SplitConfig = field(default_factory=SplitConfig)
+    evaluation: EvalConfig = field(default_factory=EvalConfig)
+    models: dict = field(default_factory=lambda: {"*": {"n_factors": 50}})
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     def with_overrides(self, **changes) -> Preset:
-        """A copy with training settings (epochs, batch_size, lr, l2, engine, ...) replaced."""
-        train_keys = set(TrainConfig.__dataclass_fields__)
-        train_changes = {k: v for k, v in changes.items() if k in train_keys and v is not None}
-        own = {k: v for k, v in changes.items() if k not in train_keys and v is not None}
-        unknown = set(own) - set(Preset.__dataclass_fields__)
-        if unknown:
-            raise ConfigError(f"unknown setting(s): {', '.join(sorted(unknown))}")
-        return replace(self, train=replace(self.train, **train_changes), **own)
+        """A copy with settings replaced (``None`` values are ignored).
+
+        Training fields (epochs, batch_size, lr, l2, engine, device, ...) go to ``train``;
+        ``split``, ``split_seed``, ``test_fraction``, ``valid_fraction`` to the split;
+        ``top_k``, ``relevance_threshold``, ``fallback_damping`` to the evaluation;
+        ``n_factors`` to every model.
+        """
+        parts = {"train": {}, "split": {}, "evaluation": {}}
+        models = {k: dict(v) for k, v in self.models.items()}
+        train_keys = {f.name for f in dataclasses.fields(TrainConfig)}
+        for key, value in changes.items():
+            if value is None:
+                continue
+            if key in train_keys:
+                parts["train"][key] = value
+            elif key in _ALIASES:
+                part, name = _ALIASES[key]
+                parts[part][name] = value
+            elif key == "n_factors":
+                models.setdefault("*", {})["n_factors"] = value
+            else:
+                raise ConfigError(f"unknown setting {key!r}")
+        try:
+            return replace(self, train=replace(self.train, **parts["train"]),
+                           split=replace(self.split, **parts["split"]),
+                           evaluation=replace(self.evaluation, **parts["evaluation"]),
+                           models=models)
+        except TypeError as exc:
+            raise ConfigError(str(exc)) from None
+
+    def with_model_settings(self, settings: dict[str, dict]) -> Preset:
+        """A copy with per-model settings merged in (model name -> {setting: value})."""
+        models = {k: dict(v) for k, v in self.models.items()}
+        for name, values in settings.items():
+            models.setdefault(name, {}).update(values)
+        return replace(self, models=models)
+
+    def model_config(self, spec):
+        """The config of one model: its defaults, then ``"*"`` settings it has, then its own."""
+        fields = {f.name for f in dataclasses.fields(spec.Config)}
+        values = {k: v for k, v in self.models.get("*", {}).items() if k in fields}
+        values |= self.models.get(spec.name, {})
+        return spec.config(**values)
 
 
 PRESETS: dict[str, Preset] = {
@@ -58,7 +131,7 @@ PRESETS: dict[str, Preset] = {
         ),
         train=TrainConfig(epochs=30, batch_size=256, lr=2e-3, l2=3e-4, engine="fast", patience=2,
                           init="keras_he_normal"),
-        valid_fraction=0.05,
+        split=SplitConfig(valid_fraction=0.05),
     ),
     "large": Preset(
         name="large",
@@ -69,7 +142,7 @@ PRESETS: dict[str, Preset] = {
         ),
         train=TrainConfig(epochs=10, batch_size=4_096, lr=5e-3, l2=3e-5, engine="fast",
                           patience=2, init="keras_he_normal"),
-        valid_fraction=0.02,
+        split=SplitConfig(valid_fraction=0.02),
     ),
 }
 

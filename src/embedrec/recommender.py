@@ -16,8 +16,7 @@ import numpy as np
 import pandas as pd
 
 from embedrec.errors import EmbedrecError
-from embedrec.models.baselines import BiasBaseline, Popular
-from embedrec.models.inference import EmbeddingScorer
+from embedrec.models.registry import specs
 from embedrec.persistence import ModelBundle
 
 log = logging.getLogger(__name__)
@@ -58,7 +57,7 @@ def find_movie(bundle: ModelBundle, query) -> int:
     titles = info["title"].astype(str)
     exact = titles[titles.str.lower() == query.strip().lower()]
     numeric = query.strip().isdigit()  # a number is an id: no word search for it
-    hits = exact if len(exact) or numeric else titles[_search_mask(titles, query)]
+    hits = exact if len(exact) or numeric else titles[search_mask(titles, query)]
     known = [i for i in hits.index if i in bundle.item_map]
     if len(known) == 1:
         return bundle.item_map.index(known[0])
@@ -69,7 +68,7 @@ def find_movie(bundle: ModelBundle, query) -> int:
     raise UnknownIdError(f"{len(known)} movies match {query!r}, be more precise or use an id: {shown}")
 
 
-def _search_mask(titles: pd.Series, query: str) -> np.ndarray:
+def search_mask(titles: pd.Series, query: str) -> np.ndarray:
     """Titles holding every query word: as a word prefix ("godfath"), or whole for numbers."""
     words = [w for w in re.split(r"\W+", query.lower()) if w]
     if not words:  # only punctuation: nothing to look for, so nothing matches
@@ -92,65 +91,24 @@ def describe(bundle: ModelBundle, items: np.ndarray, scores: np.ndarray) -> pd.D
 
 
 # ---------------------------------------------------------------- scoring --------------------
-def _fallback_ratings(bundle: ModelBundle, users: np.ndarray, cold: np.ndarray) -> np.ndarray:
-    fb = bundle.fallback
-    return np.clip(fb.mean + fb.user_bias[users][:, None] + fb.item_bias[cold][None, :],
-                   *bundle.scale)
-
-
 def rank_scores(bundle: ModelBundle, users: np.ndarray) -> np.ndarray:
     """(len(users), n_items) scores whose order is the order of the predicted ratings.
 
     For the sigmoid models these are logits: cheaper than ratings and without the ties a
-    saturated sigmoid makes. Turn chosen entries into ratings with ``to_ratings``.
+    saturated sigmoid makes. Turn chosen entries into ratings with ``to_ratings``. Users and
+    movies the model cannot score are scored by the fallback (``ModelBundle.scored``).
     """
-    users = np.asarray(users, dtype=np.int64)
-    model = bundle.model
-    if isinstance(model, EmbeddingScorer):
-        scores = model.logits_users(users)
-        cold = ~bundle.known_items()
-        if cold.any():
-            scores[:, cold] = model.from_rating(_fallback_ratings(bundle, users, np.flatnonzero(cold)))
-        _fallback_for_cold_users(bundle, users, scores, model.from_rating)
-        return scores
-    return score_users(bundle, users)
-
-
-def _fallback_for_cold_users(bundle: ModelBundle, users: np.ndarray, scores: np.ndarray,
-                             convert=lambda r: r) -> None:
-    """Rows of users the model was not fitted on (untrained embeddings) -> the fallback."""
-    cold_rows = np.flatnonzero(~bundle.known_users()[users])
-    if len(cold_rows):
-        every_item = np.arange(len(bundle.item_map))
-        scores[cold_rows] = convert(_fallback_ratings(bundle, users[cold_rows], every_item))
+    return bundle.scored.rank_scores(np.asarray(users, dtype=np.int64))
 
 
 def to_ratings(bundle: ModelBundle, scores: np.ndarray) -> np.ndarray:
     """Ranking scores from ``rank_scores`` as predicted ratings (popularity for ``pop``)."""
-    if isinstance(bundle.model, EmbeddingScorer):
-        return bundle.model.to_rating(scores)
-    return np.asarray(scores, dtype=np.float32)
+    return np.asarray(bundle.scored.to_rating(scores), dtype=np.float32)
 
 
 def score_users(bundle: ModelBundle, users: np.ndarray) -> np.ndarray:
-    """(len(users), n_items) predicted ratings; items without training ratings use the fallback."""
-    users = np.asarray(users, dtype=np.int64)
-    n_items = len(bundle.item_map)
-    model = bundle.model
-    if isinstance(model, EmbeddingScorer):
-        scores = model.score_users(users)
-        cold = ~bundle.known_items()
-        if cold.any():
-            scores[:, cold] = _fallback_ratings(bundle, users, np.flatnonzero(cold))
-        _fallback_for_cold_users(bundle, users, scores)
-    elif isinstance(model, BiasBaseline):
-        scores = model.mean + model.user_bias[users][:, None] + model.item_bias[None, :]
-        scores = np.clip(scores, *(model.clip or bundle.scale))
-    elif isinstance(model, Popular):
-        scores = np.broadcast_to(model.counts, (len(users), n_items)).copy()
-    else:  # GlobalMean: every item ties
-        scores = np.full((len(users), n_items), model.mean)
-    return scores.astype(np.float32, copy=False)
+    """(len(users), n_items) predicted ratings; cold rows use the fallback."""
+    return to_ratings(bundle, rank_scores(bundle, users))
 
 
 def top_k(scores: np.ndarray, k: int) -> np.ndarray:
@@ -173,14 +131,14 @@ def _mask_seen(bundle: ModelBundle, users: np.ndarray, scores: np.ndarray) -> No
 
 def recommend(bundle: ModelBundle, user, k: int = 10, *, exclude_seen: bool = True) -> pd.DataFrame:
     """The k best movies for a known user, with titles, genres and predicted ratings."""
-    _check_k(k)
+    check_k(k)
     u = user_index(bundle, user)
-    items, scores = _top_for_users(bundle, np.array([u]), k, exclude_seen)
+    items, scores = top_for_users(bundle, np.array([u]), k, exclude_seen)
     keep = items[0] >= 0
     return describe(bundle, items[0][keep], scores[0][keep])
 
 
-def _top_for_users(bundle: ModelBundle, users: np.ndarray, k: int, exclude_seen: bool = True
+def top_for_users(bundle: ModelBundle, users: np.ndarray, k: int, exclude_seen: bool = True
                    ) -> tuple[np.ndarray, np.ndarray]:
     scores = rank_scores(bundle, users)
     if exclude_seen:
@@ -199,7 +157,7 @@ def recommend_all(bundle: ModelBundle, k: int = 10, *, chunk: int = 1024,
 
     A user with fewer than k unseen items gets index -1 and score -inf in the spare places.
     """
-    _check_k(k)
+    check_k(k)
     users = np.arange(len(bundle.user_map)) if users is None else np.asarray(users)
     k_eff = min(k, len(bundle.item_map))
     out_items = np.empty((len(users), k_eff), dtype=np.int32)
@@ -207,11 +165,11 @@ def recommend_all(bundle: ModelBundle, k: int = 10, *, chunk: int = 1024,
     for start in range(0, len(users), chunk):
         block = users[start:start + chunk]
         out_items[start:start + len(block)], out_scores[start:start + len(block)] = (
-            _top_for_users(bundle, block, k_eff))
+            top_for_users(bundle, block, k_eff))
     return out_items, out_scores
 
 
-def _check_k(k: int) -> None:
+def check_k(k: int) -> None:
     if k < 1:
         raise EmbedrecError(f"k must be at least 1, got {k}")
 
@@ -227,15 +185,17 @@ def popular(bundle: ModelBundle, k: int = 10, exclude: np.ndarray | None = None)
 
 # ---------------------------------------------------------------- similar items --------------
 def similar_items(bundle: ModelBundle, movie, k: int = 10) -> pd.DataFrame:
-    """Movies nearest to ``movie`` by cosine similarity of their embeddings."""
-    _check_k(k)
-    if not bundle.is_neural:
-        raise EmbedrecError(f"the {bundle.name} model has no movie embeddings; train dot, biased or mlp")
+    """Movies nearest to ``movie`` by cosine similarity of their vectors."""
+    check_k(k)
+    emb = bundle.scorer.item_vectors()
+    if emb is None:
+        with_vectors = [s.name for s in specs() if s.capabilities.item_vectors]
+        raise EmbedrecError(f"the {bundle.name} model has no movie vectors; train one of "
+                            f"{', '.join(with_vectors)}")
     idx = find_movie(bundle, movie)
     known = bundle.known_items()
     if not known[idx]:
         raise EmbedrecError(f"movie {bundle.item_map.raw(idx)} has no training ratings, so no embedding")
-    emb = bundle.model.item_factors
     norms = np.linalg.norm(emb, axis=1) + 1e-12
     sims = (emb @ emb[idx]) / (norms * norms[idx])
     sims[~known] = -np.inf
@@ -247,12 +207,13 @@ def similar_items(bundle: ModelBundle, movie, k: int = 10) -> pd.DataFrame:
 
 def predict(bundle: ModelBundle, pairs: list[tuple[object, object]]) -> np.ndarray:
     """Predicted ratings for (user id, movie id) pairs of known users and movies."""
-    if not getattr(bundle.model, "predicts_ratings", True):
+    if not bundle.scored.predicts_ratings:
         raise EmbedrecError(f"the {bundle.name} model ranks movies but does not predict ratings")
     users = np.array([user_index(bundle, u) for u, _ in pairs], dtype=np.int64)
     items = np.array([find_movie(bundle, m) for _, m in pairs], dtype=np.int64)
-    pred = np.asarray(bundle.model.predict(users, items), dtype=np.float32)
-    cold = ~bundle.known_items()[items] | ~bundle.known_users()[users]
-    if cold.any():
-        pred[cold] = bundle.fallback.predict(users[cold], items[cold])
-    return pred
+    return bundle.scored.predict(users, items)
+
+
+# the service imported these under their earlier private names
+_search_mask = search_mask
+_top_for_users = top_for_users

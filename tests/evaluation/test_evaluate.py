@@ -5,14 +5,22 @@ import pytest
 from embedrec.data.dataset import Ratings
 from embedrec.evaluation import cold_mask, evaluate_ratings, mae, mse, rmse
 from embedrec.models import BiasBaseline
+from embedrec.models.fallback import WithFallback
+from embedrec.models.scorer import Scorer
+from embedrec.models.spec import Capabilities
 
 
-class Constant:
+class Constant(Scorer):
     def __init__(self, value):
         self.value = value
 
     def predict(self, users, items):
         return np.full(len(users), self.value, dtype=np.float32)
+
+
+def scored(model, train, fallback):
+    return WithFallback(model, fallback, known_users=train.user_counts() > 0,
+                        known_items=train.item_counts() > 0, capabilities=Capabilities())
 
 
 @pytest.fixture
@@ -45,7 +53,7 @@ def test_cold_rows_are_counted(data):
 def test_cold_rows_use_the_fallback_not_the_model(data):
     train, test = data
     fallback = Constant(2.0)
-    metrics, pred = evaluate_ratings(Constant(3.0), train, test, fallback)
+    metrics, pred = evaluate_ratings(scored(Constant(3.0), train, fallback), test)
     assert pred.tolist() == [3.0, 2.0, 2.0]
     assert metrics["n_cold"] == 2 and metrics["n_cold_users"] == 1 and metrics["n_cold_items"] == 1
     assert metrics["rmse_warm"] == pytest.approx(0.0)
@@ -58,7 +66,21 @@ def test_cold_rows_use_the_fallback_not_the_model(data):
 def test_bias_fallback_uses_known_parts(data):
     train, test = data
     fb = BiasBaseline(user_damping=0, item_damping=0, sweeps=1).fit(train)
-    _, pred = evaluate_ratings(Constant(0.0), train, test, fb)
+    _, pred = evaluate_ratings(scored(Constant(0.0), train, fb), test)
     # cold item 40 for user 2: mean + b_user(2); cold user 3 on item 10: mean + b_item(10)
     assert pred[1] == pytest.approx(fb.mean + fb.user_bias[1], abs=1e-6)
     assert pred[2] == pytest.approx(fb.mean + fb.item_bias[0], abs=1e-6)
+
+
+def test_nan_from_the_model_goes_to_the_fallback(data):
+    train, test = data
+
+    class Partial(Constant):  # cannot score the first row
+        def predict(self, users, items):
+            out = super().predict(users, items)
+            out[0] = np.nan
+            return out
+
+    metrics, pred = evaluate_ratings(scored(Partial(3.0), train, Constant(2.0)), test)
+    assert pred.tolist() == [2.0, 2.0, 2.0]
+    assert metrics["rmse_model_all"] is None  # the model's own predictions are incomplete

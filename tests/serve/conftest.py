@@ -13,7 +13,7 @@ from embedrec.data import load_ratings_file
 from embedrec.data.synth import SynthConfig, write_synthetic
 from embedrec.persistence import save_model
 from embedrec.presets import get_preset
-from embedrec.training.pipeline import train_bundle
+from embedrec.experiment import train_bundle
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,7 @@ def test_health_and_model(client):
     assert client.get("/health").json() == {"status": "ok", "model": "biased"}
     info = client.get("/model").json()
     assert info["model"] == "biased" and info["rating_range"] == [0.5, 5.0]
-    assert info["n_users"] == 120 and info["n_items"] == 300 and info["format_version"] == 1
+    assert info["n_users"] == 120 and info["n_items"] == 300 and info["format_version"] == 2
 
 
 def test_movies_search_and_lookup(client):

@@ -74,6 +74,38 @@ def _split_models(models: list[str]) -> list[str]:
     return [m.strip() for chunk in models for m in chunk.split(",") if m.strip()]
 
 
+def model_names_help() -> str:
+    from embedrec.models.registry import names
+
+    return ", ".join(names())
+
+
+SetOpt = Annotated[list[str], typer.Option(
+    "--set", help="A model setting, MODEL.KEY=VALUE (repeatable), e.g. mlp.hidden=32; "
+                  "*.n_factors=64 sets every model that has it.")]
+
+
+def parse_settings(values: list[str]) -> dict[str, dict]:
+    """``--set MODEL.KEY=VALUE`` options as {model: {key: typed value}}."""
+    from embedrec.models.registry import get, specs
+
+    out: dict[str, dict] = {}
+    for text in values:
+        target, sep, value = text.partition("=")
+        model, dot, key = target.strip().partition(".")
+        if not sep or not dot or not model or not key:
+            raise EmbedrecError(f"--set {text!r}: expected MODEL.KEY=VALUE, e.g. mlp.hidden=32")
+        if model == "*":
+            having = [s for s in specs() if key in getattr(s.Config, "__dataclass_fields__", {})]
+            if not having:
+                raise EmbedrecError(f"--set {text!r}: no model has a setting {key!r}")
+            parsed = having[0].parse_setting(key, value.strip())
+        else:
+            parsed = get(model).parse_setting(key, value.strip())
+        out.setdefault(model, {})[key] = parsed
+    return out
+
+
 def _fmt(mean, std, digits=4) -> str:
     if mean is None:
         return "-"

@@ -9,8 +9,8 @@ import typer
 from rich.table import Table
 
 from embedrec.cli.common import (
-    DataOpt, DatasetOpt, ItemsOpt, NoDownloadOpt, _fmt, _progress, _split_models, app, load_data,
-    out,
+    DataOpt, DatasetOpt, ItemsOpt, NoDownloadOpt, SetOpt, _fmt, _progress, _split_models, app,
+    load_data, model_names_help, out, parse_settings,
 )
 
 RATING_COLUMNS = [("RMSE", "rmse", 4), ("MAE", "mae", 4), ("RMSE warm", "rmse_warm", 4),
@@ -55,8 +55,8 @@ def print_summary(comparison) -> None:
 def compare(
     dataset: DatasetOpt = None,
     data: DataOpt = None,
-    models: Annotated[list[str], typer.Option("--models", "-m", help="Comma-separated or repeated: "
-                                              "dot, biased, mlp, mean, bias, pop.")] = ["dot,biased,mlp,mean,bias,pop"],
+    models: Annotated[list[str], typer.Option("--models", "-m", help="Comma-separated or repeated "
+                                              f"(default: all): {model_names_help()}.")] = [],
     preset: Annotated[str, typer.Option(help="default, reference or large.")] = "default",
     split: Annotated[Optional[str], typer.Option(
         help="random, kfold, user-random, user-latest, time (default: the preset's).")] = None,
@@ -64,6 +64,8 @@ def compare(
     epochs: Annotated[Optional[int], typer.Option(min=1)] = None,
     batch_size: Annotated[Optional[int], typer.Option(min=1)] = None,
     engine: Annotated[Optional[str], typer.Option(help="fast (lazy Adam) or exact.")] = None,
+    device: Annotated[Optional[str], typer.Option(help="cpu, cuda or auto.")] = None,
+    settings: SetOpt = [],
     lr: Annotated[Optional[float], typer.Option(help="Adam learning rate.")] = None,
     l2: Annotated[Optional[float], typer.Option(help="L2 coefficient on embedding tables.")] = None,
     valid_fraction: Annotated[Optional[float], typer.Option(help="Validation share of train.")] = None,
@@ -82,7 +84,8 @@ def compare(
 
     chosen = get_preset(preset).with_overrides(epochs=epochs, batch_size=batch_size, engine=engine,
                                                lr=lr, l2=l2, valid_fraction=valid_fraction,
-                                               top_k=k, relevance_threshold=relevant)
+                                               top_k=k, relevance_threshold=relevant, device=device)
+    chosen = chosen.with_model_settings(parse_settings(settings))
     ratings = load_data(dataset, data, download=not no_download, items=items)
     with _progress() as bar:
         tasks: dict[str, int] = {}
@@ -92,8 +95,8 @@ def compare(
                 tasks[label] = bar.add_task(label, total=total)
             bar.update(tasks[label], completed=done)
 
-        result = run_comparison(ratings, preset=chosen, models=_split_models(models), seeds=seeds,
-                                split=split, progress=step)
+        result = run_comparison(ratings, preset=chosen, models=_split_models(models) or None,
+                                seeds=seeds, split=split, progress=step)
     print_summary(result)
     if out_dir is not None:
         write_results(result, out_dir)

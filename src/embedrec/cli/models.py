@@ -10,14 +10,15 @@ import typer
 from rich.table import Table
 
 from embedrec.cli.common import (
-    DataOpt, DatasetOpt, ItemsOpt, NoDownloadOpt, _progress, app, err, load_data, out,
+    DataOpt, DatasetOpt, ItemsOpt, NoDownloadOpt, SetOpt, _progress, app, err, load_data,
+    model_names_help, out, parse_settings,
 )
 from embedrec.errors import EmbedrecError
 
 
 @app.command()
 def train(
-    model: Annotated[str, typer.Option("--model", "-m", help="dot, biased, mlp, mean or bias.")],
+    model: Annotated[str, typer.Option("--model", "-m", help=f"One of: {model_names_help()}.")],
     out_dir: Annotated[Path, typer.Option("--out", help="Model folder to write.")],
     dataset: DatasetOpt = None,
     data: DataOpt = None,
@@ -28,15 +29,21 @@ def train(
     epochs: Annotated[Optional[int], typer.Option(min=1)] = None,
     batch_size: Annotated[Optional[int], typer.Option(min=1)] = None,
     engine: Annotated[Optional[str], typer.Option(help="fast or exact.")] = None,
+    device: Annotated[Optional[str], typer.Option(help="cpu, cuda or auto.")] = None,
+    settings: SetOpt = [],
     items: ItemsOpt = None,
     no_download: NoDownloadOpt = False,
 ) -> None:
     """Train one model and save it (safetensors weights + JSON manifest)."""
+    from embedrec.experiment import train_bundle
+    from embedrec.models.registry import get
     from embedrec.persistence import save_model
     from embedrec.presets import get_preset
-    from embedrec.training.pipeline import train_bundle
 
-    chosen = get_preset(preset).with_overrides(epochs=epochs, batch_size=batch_size, engine=engine)
+    get(model)  # an unknown model fails before the data is read
+    chosen = get_preset(preset).with_overrides(epochs=epochs, batch_size=batch_size, engine=engine,
+                                               device=device)
+    chosen = chosen.with_model_settings(parse_settings(settings))
     ratings = load_data(dataset, data, download=not no_download, items=items)
     with _progress() as bar:
         task = bar.add_task(f"training {model}", total=None)
@@ -126,7 +133,7 @@ def recommend(
                               "rank": np.tile(np.arange(1, items.shape[1] + 1), n)[real],
                               "movieId": bundle.item_map.raw(items.ravel()[real]),
                               "score": scores.ravel()[real]})
-        from embedrec.compare import atomic_write
+        from embedrec.compare import atomic_write  # noqa: I001
 
         atomic_write(out_file, frame.to_csv(index=False))
         out.print(f"wrote top-{k} for {n:,} users to {out_file}")

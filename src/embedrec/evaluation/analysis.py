@@ -75,14 +75,16 @@ def learned_items(bundle, train: Ratings, *, n_top: int = 1000, n_bias: int = 10
     top = np.lexsort((np.arange(len(counts)), -counts))[:n_top]
     top = top[counts[top] > 0]
     out: dict = {"n_top": int(len(top))}
-    bias = _item_bias(bundle)
-    if bias is not None:
+    biases = bundle.scorer.item_biases()
+    bias = None if biases is None else biases[0]
+    if biases is not None:
+        out["bias_unit"] = biases[1]
         order = top[np.argsort(-bias[top], kind="stable")]
         pick = lambda idx: [{"movieId": _raw(train, i), "title": t, "bias": float(bias[i]),  # noqa: E731
                              "n_ratings": int(counts[i])} for i, t in zip(idx, _titles(train, idx))]
         out["highest_bias"] = pick(order[:n_bias])
         out["lowest_bias"] = pick(order[::-1][:n_bias])
-    factors = getattr(bundle.model, "item_factors", None)
+    factors = bundle.scorer.item_vectors()
     if factors is not None and len(top) >= 3:
         emb = np.asarray(factors, dtype=np.float64)[top]
         centred = emb - emb.mean(axis=0)
@@ -101,13 +103,3 @@ def learned_items(bundle, train: Ratings, *, n_top: int = 1000, n_bias: int = 10
 def _raw(data: Ratings, item: int):
     raw = data.item_map.raw(item)
     return raw.item() if hasattr(raw, "item") else raw
-
-
-def _item_bias(bundle) -> np.ndarray | None:
-    model = bundle.model
-    weights = getattr(model, "weights", None)
-    if weights is not None and "item_bias.weight" in weights:
-        return weights["item_bias.weight"][:, 0].astype(np.float64)
-    if bundle.name == "bias":
-        return np.asarray(model.item_bias, dtype=np.float64)
-    return None

@@ -17,8 +17,15 @@ from embedrec.evaluation import ranking
 from embedrec.evaluation.metrics import mae, mse, rmse
 
 
-class Predictor(Protocol):
+class Scored(Protocol):
+    """A model with its fallback (``embedrec.models.fallback.WithFallback``)."""
+
+    known_users: np.ndarray
+    known_items: np.ndarray
+
     def predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray: ...
+
+    def own_predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray: ...
 
 
 def cold_mask(train: Ratings, test: Ratings) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -29,15 +36,25 @@ def cold_mask(train: Ratings, test: Ratings) -> tuple[np.ndarray, np.ndarray, np
     return cold_u, cold_i, cold_u | cold_i
 
 
-def evaluate_ratings(
-    model: Predictor, train: Ratings, test: Ratings, fallback: Predictor
-) -> tuple[dict, np.ndarray]:
-    """Rating metrics on ``test``; returns (metrics, final predictions)."""
-    cold_u, cold_i, cold = cold_mask(train, test)
-    own = np.asarray(model.predict(test.users, test.items), dtype=np.float32)
-    pred = own.copy()
-    if cold.any():
-        pred[cold] = fallback.predict(test.users[cold], test.items[cold])
+def cold_counts(scored: Scored, test: Ratings) -> tuple[dict, np.ndarray]:
+    """Counts of cold test rows (user or movie without training ratings), and the mask."""
+    cold_u = ~scored.known_users[test.users]
+    cold_i = ~scored.known_items[test.items]
+    cold = cold_u | cold_i
+    return {"n_test": int(len(test)), "n_cold": int(cold.sum()),
+            "n_cold_users": int(cold_u.sum()), "n_cold_items": int(cold_i.sum())}, cold
+
+
+def evaluate_ratings(scored: Scored, test: Ratings) -> tuple[dict, np.ndarray]:
+    """Rating metrics on ``test``; returns (metrics, final predictions).
+
+    ``rmse`` scores the final predictions (the fallback's on rows the model cannot score);
+    ``rmse_warm``/``rmse_cold`` split them by whether the user and movie had training ratings;
+    ``rmse_model_all`` scores the model's own predictions on every row.
+    """
+    counts, cold = cold_counts(scored, test)
+    pred = np.asarray(scored.predict(test.users, test.items), dtype=np.float32)
+    own = np.asarray(scored.own_predict(test.users, test.items), dtype=np.float32)
     truth = test.ratings
     warm = ~cold
     metrics = {
@@ -46,12 +63,8 @@ def evaluate_ratings(
         "mse": mse(pred, truth),
         "rmse_warm": rmse(pred[warm], truth[warm]) if warm.any() else None,
         "rmse_cold": rmse(pred[cold], truth[cold]) if cold.any() else None,
-        "rmse_model_all": rmse(own, truth),
-        "n_test": int(len(test)),
-        "n_cold": int(cold.sum()),
-        "n_cold_users": int(cold_u.sum()),
-        "n_cold_items": int(cold_i.sum()),
-    }
+        "rmse_model_all": rmse(own, truth) if np.isfinite(own).all() else None,
+    } | counts
     return metrics, pred
 
 

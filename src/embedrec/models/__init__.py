@@ -1,4 +1,5 @@
-"""Models: plain ``nn.Module``s (no training inside), numpy baselines and numpy inference.
+"""Models: one module per model type, each registering a ``ModelSpec`` (see ``spec``), plus the
+numpy scorer protocol and the one cold-start fallback composition.
 
 Names are imported on first use, so that loading a saved model and recommending never imports
 torch.
@@ -8,10 +9,10 @@ from importlib import import_module
 
 _WHERE = {
     "BiasBaseline": "baselines", "GlobalMean": "baselines", "Popular": "baselines",
-    "EmbeddingModel": "base", "BiasedModel": "mf", "DotModel": "mf", "MLPModel": "mlp",
-    "initialise": "init", "init_reference": "init", "EmbeddingScorer": "inference",
-    "ALL_MODELS": "registry", "BASELINES": "registry", "NEURAL": "registry",
-    "ModelConfig": "registry", "build_model": "registry",
+    "EmbeddingModel": "base", "initialise": "init", "init_reference": "init",
+    "ModelSpec": "spec", "Capabilities": "spec", "Shape": "spec", "UserParams": "spec",
+    "Scorer": "scorer", "WithFallback": "fallback",
+    "register": "registry", "get": "registry", "names": "registry", "specs": "registry",
 }
 __all__ = sorted(_WHERE)
 

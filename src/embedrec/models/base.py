@@ -1,16 +1,45 @@
-"""The contract every neural model follows, so that one trainer and one scorer serve them all.
+"""The torch side of the embedding models: one base class so that one trainer serves them all.
 
-A model names its user-indexed and item-indexed ``nn.Embedding`` tables. ``score`` computes
-predictions from rows already looked up, and ``forward(users, items)`` looks the rows up and calls
-``score``. The fast trainer uses ``score`` to run a batch on just the table rows it touches.
+A model names its user-indexed and item-indexed ``nn.Embedding`` tables and implements
+``score(user_rows, item_rows, batch)``; ``forward(batch)`` looks the rows up and calls it.
+Batches are dicts of tensors (``users``, ``items`` and whatever else a model's spec declares).
+
+With ``sparse_rows`` on (the trainer's lazy engine) each table is read only at the distinct
+ids of the batch, and its gradient is a sparse, coalesced tensor over those rows, so an
+optimizer can update just them. Off (the exact engine), gradients are dense over whole tables.
+Either way the step is plain autograd: ``loss.backward()``.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
 Rows = dict[str, torch.Tensor]
+Batch = dict[str, torch.Tensor]
+
+
+class _GatherRows(torch.autograd.Function):
+    """``weight[rows]`` for sorted unique ``rows``, with a sparse coalesced gradient."""
+
+    @staticmethod
+    def forward(ctx, weight: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(rows)
+        ctx.weight_shape = weight.shape
+        return weight.index_select(0, rows)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        (rows,) = ctx.saved_tensors
+        sparse = torch.sparse_coo_tensor(rows.unsqueeze(0), grad, ctx.weight_shape,
+                                         is_coalesced=True, check_invariants=False)
+        return sparse, None
+
+
+def gather_rows(weight: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """Rows of a table (``rows`` sorted and unique) whose gradient is sparse over them."""
+    return _GatherRows.apply(weight, rows)
 
 
 class EmbeddingModel(nn.Module):
@@ -19,18 +48,25 @@ class EmbeddingModel(nn.Module):
     user_tables: tuple[str, ...] = ()
     item_tables: tuple[str, ...] = ()
 
-    def score(self, user_rows: Rows, item_rows: Rows) -> torch.Tensor:
+    def __init__(self) -> None:
+        super().__init__()
+        self.sparse_rows = False
+
+    def score(self, user_rows: Rows, item_rows: Rows, batch: Batch) -> torch.Tensor:
         """Predictions (shape ``(batch,)``) from per-example rows of each table."""
         raise NotImplementedError
 
-    def forward(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        user_rows = {name: self.table(name)(users) for name in self.user_tables}
-        item_rows = {name: self.table(name)(items) for name in self.item_tables}
-        return self.score(user_rows, item_rows)
+    def forward(self, batch: Batch) -> torch.Tensor:
+        user_rows = self.rows(self.user_tables, batch["users"])
+        item_rows = self.rows(self.item_tables, batch["items"])
+        return self.score(user_rows, item_rows, batch)
 
-    def predict(self, users, items):
-        """Numpy in, numpy out, in eval mode: the ``Predictor`` interface of the evaluators."""
-        return predict_numpy(self, users, items)
+    def rows(self, names: tuple[str, ...], ids: torch.Tensor) -> Rows:
+        if not self.sparse_rows:
+            return {name: self.table(name)(ids) for name in names}
+        uniq, inverse = torch.unique(ids, sorted=True, return_inverse=True)
+        return {name: gather_rows(self.table(name).weight, uniq).index_select(0, inverse)
+                for name in names}
 
     def table(self, name: str) -> nn.Embedding:
         module = getattr(self, name)
@@ -41,10 +77,11 @@ class EmbeddingModel(nn.Module):
         """All embedding tables by name."""
         return {n: self.table(n) for n in self.user_tables + self.item_tables}
 
-    def dense_parameters(self) -> list[tuple[str, nn.Parameter]]:
-        """Parameters that are not embedding tables (updated densely at every step)."""
-        table_weights = {id(t.weight) for t in self.tables().values()}
-        return [(n, p) for n, p in self.named_parameters() if id(p) not in table_weights]
+    def parameter_groups(self) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+        """(embedding table weights, every other parameter): L2 applies to the tables only."""
+        tables = [t.weight for t in self.tables().values()]
+        ids = {id(p) for p in tables}
+        return tables, [p for p in self.parameters() if id(p) not in ids]
 
 
 def scale_to_range(x: torch.Tensor, low: float, high: float) -> torch.Tensor:
@@ -53,19 +90,16 @@ def scale_to_range(x: torch.Tensor, low: float, high: float) -> torch.Tensor:
 
 
 @torch.no_grad()
-def predict_numpy(model: EmbeddingModel, users, items, chunk: int = 1 << 16):
-    """Predictions for index arrays, in eval mode (no dropout), in chunks; returns float32 numpy."""
-    import numpy as np
-
+def predict_batches(model: nn.Module, batch: Batch, chunk: int = 1 << 16) -> np.ndarray:
+    """Eval-mode predictions for a batch dict of any length, in chunks; float32 numpy."""
     was_training = model.training
     model.eval()
     try:
-        users_t = torch.as_tensor(np.asarray(users, dtype=np.int64))
-        items_t = torch.as_tensor(np.asarray(items, dtype=np.int64))
-        out = torch.empty(len(users_t), dtype=torch.float32)
-        for start in range(0, len(users_t), chunk):
-            end = start + chunk
-            out[start:end] = model(users_t[start:end], items_t[start:end])
+        n = len(next(iter(batch.values())))
+        out = torch.empty(n, dtype=torch.float32)
+        for start in range(0, n, chunk):
+            part = {k: v[start:start + chunk] for k, v in batch.items()}
+            out[start:start + chunk] = model(part).float().cpu()
         return out.numpy()
     finally:
         model.train(was_training)

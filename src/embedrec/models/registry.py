@@ -1,73 +1,81 @@
-"""Model names -> classes, and building a neural model from a plain, JSON-able config."""
+"""The one registry of model types: name -> ``ModelSpec``.
+
+Every built-in model lives in its own module, which registers its spec when imported; the tuple
+below is the one line a new built-in model adds. Code outside ``embedrec.models`` asks the
+registry (``get``, ``names``, ``specs``) and the spec, never a model's name. A model defined
+elsewhere (a plug-in, or a test) calls ``register`` itself.
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
+from importlib import import_module
 from typing import TYPE_CHECKING
 
 from embedrec.errors import ConfigError
 
 if TYPE_CHECKING:
-    from embedrec.models.base import EmbeddingModel
+    from embedrec.models.spec import ModelSpec
 
-NEURAL = ("dot", "biased", "mlp")
-BASELINES = ("mean", "bias", "pop")
-ALL_MODELS = tuple(NEURAL) + BASELINES
+# the built-in models, in the order compare runs and reports them
+BUILTIN = (
+    "embedrec.models.dot",
+    "embedrec.models.biased",
+    "embedrec.models.mlp",
+    "embedrec.models.baselines",  # mean, bias, pop
+)
 
-
-@dataclass(frozen=True, kw_only=True)
-class ModelConfig:
-    """Everything needed to rebuild a neural model's shape (weights come separately)."""
-
-    name: str  # dot | biased | mlp
-    n_users: int
-    n_items: int
-    n_factors: int = 50  # embedding width
-    rating_range: tuple[float, float] = (0.5, 5.0)  # sigmoid output range (biased, mlp)
-    hidden: int = 10  # mlp: hidden units
-    dropout_in: float = 0.05  # mlp: dropout on the concatenated embeddings
-    dropout_hidden: float = 0.5  # mlp: dropout after the hidden layer
-
-    def __post_init__(self) -> None:
-        if self.name not in NEURAL:
-            raise ConfigError(f"unknown model {self.name!r}; neural models: {', '.join(NEURAL)}")
-        if self.n_factors < 1 or self.hidden < 1:
-            raise ConfigError("n_factors and hidden must be at least 1")
-        if not (0 <= self.dropout_in < 1 and 0 <= self.dropout_hidden < 1):
-            raise ConfigError("dropout must be in [0, 1)")
-        lo, hi = self.rating_range
-        if not lo < hi:
-            raise ConfigError(f"rating range must be increasing, got {self.rating_range}")
-        object.__setattr__(self, "rating_range", (float(lo), float(hi)))
-
-    def to_dict(self) -> dict:
-        return asdict(self) | {"rating_range": list(self.rating_range)}
-
-    @classmethod
-    def from_dict(cls, raw: dict) -> ModelConfig:
-        raw = dict(raw)
-        raw["rating_range"] = tuple(raw.get("rating_range", (0.5, 5.0)))
-        return cls(**raw)
+_SPECS: dict[str, ModelSpec] = {}
+_loaded = False
 
 
-def build_model(config: ModelConfig) -> EmbeddingModel:
-    """An untrained module of the configured shape (initialise it separately)."""
-    from embedrec.models.mf import BiasedModel, DotModel
-    from embedrec.models.mlp import MLPModel
-
-    if config.name == "dot":
-        return DotModel(config.n_users, config.n_items, config.n_factors)
-    if config.name == "biased":
-        return BiasedModel(config.n_users, config.n_items, config.n_factors,
-                           rating_range=config.rating_range)
-    return MLPModel(config.n_users, config.n_items, config.n_factors, hidden=config.hidden,
-                    dropout_in=config.dropout_in, dropout_hidden=config.dropout_hidden,
-                    rating_range=config.rating_range)
+def _load_builtins() -> None:
+    global _loaded
+    if not _loaded:
+        _loaded = True
+        for module in BUILTIN:
+            import_module(module)
 
 
-def check_model_names(names: list[str]) -> list[str]:
-    unknown = [n for n in names if n not in ALL_MODELS]
+def register(spec: ModelSpec, *, replace: bool = False) -> ModelSpec:
+    """Add a model type; a second spec under a registered name is refused unless ``replace``."""
+    name = getattr(spec, "name", None)
+    if not isinstance(name, str) or not name.isidentifier():
+        raise ConfigError(f"a model name must be an identifier, got {name!r}")
+    if name in _SPECS and not replace and type(_SPECS[name]) is not type(spec):
+        raise ConfigError(f"model {name!r} is already registered")
+    _SPECS[name] = spec
+    return spec
+
+
+def unregister(name: str) -> None:
+    _SPECS.pop(name, None)
+
+
+def get(name: str) -> ModelSpec:
+    _load_builtins()
+    try:
+        return _SPECS[name]
+    except KeyError:
+        raise ConfigError(f"unknown model {name!r}; use one of {', '.join(_SPECS)}") from None
+
+
+def names(*, trained_by: str | None = None) -> tuple[str, ...]:
+    """Registered model names (optionally only those trained by 'torch' or 'fit')."""
+    _load_builtins()
+    return tuple(n for n, s in _SPECS.items()
+                 if trained_by is None or s.capabilities.trained_by == trained_by)
+
+
+def specs() -> tuple[ModelSpec, ...]:
+    _load_builtins()
+    return tuple(_SPECS.values())
+
+
+def check_model_names(requested: list[str]) -> list[str]:
+    known = names()
+    unknown = [n for n in requested if n not in known]
     if unknown:
-        raise ConfigError(f"unknown model(s) {', '.join(unknown)}; use {', '.join(ALL_MODELS)}")
-    return names
+        raise ConfigError(f"unknown model(s) {', '.join(unknown)}; use {', '.join(known)}")
+    if len(set(requested)) != len(requested):
+        raise ConfigError(f"a model is named twice in {', '.join(requested)}")
+    return list(requested)

@@ -11,9 +11,6 @@ from pathlib import Path
 
 import numpy as np
 
-NEURAL = ("dot", "biased", "mlp")
-
-
 def load_results(folder: Path) -> dict:
     """results.json, settings.json, summary.json, analysis.json and data.json of a folder."""
     from embedrec.errors import EmbedrecError
@@ -91,17 +88,21 @@ def error_analysis(analysis: dict) -> dict:
     return out
 
 
-def learned(analysis: dict) -> dict:
-    """Biases and embedding map of the most informative model available (biased first)."""
+def learned(analysis: dict, summary: list[dict] | None = None) -> dict:
+    """Biases and embedding map of the most accurate model that has them (by mean RMSE; models
+    without an RMSE last, in run order)."""
     items = analysis.get("learned", {})
+    rmse = {row["model"]: row.get("rmse") for row in summary or []}
+    order = sorted(items, key=lambda m: (rmse.get(m) is None, rmse.get(m) or 0.0))
     out = {}
-    for model in ("biased", "bias"):
-        if "highest_bias" in items.get(model, {}):
+    for model in order:
+        if "highest_bias" in items[model]:
             out["bias"] = {"model": model, "highest": items[model]["highest_bias"],
-                           "lowest": items[model]["lowest_bias"]}
+                           "lowest": items[model]["lowest_bias"],
+                           "unit": items[model].get("bias_unit", "stars")}
             break
-    for model in ("biased", "dot", "mlp"):
-        if "pca" in items.get(model, {}):
+    for model in order:
+        if "pca" in items[model]:
             out["map"] = {"model": model} | items[model]["pca"]
             break
     return out
@@ -122,5 +123,5 @@ def figure_data(folder: Path) -> dict:
         figures["ratings_per_user"] = data["ratings_per_user"]
         figures["ratings_per_item"] = data["ratings_per_item"]
         figures["crosstab"] = data["crosstab"]
-    figures |= {f"learned_{k}": v for k, v in learned(res["analysis"]).items()}
+    figures |= {f"learned_{k}": v for k, v in learned(res["analysis"], res["summary"]).items()}
     return figures

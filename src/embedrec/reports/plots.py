@@ -13,14 +13,21 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-COLOURS = {"dot": "#1f77b4", "biased": "#d62728", "mlp": "#2ca02c", "mean": "#7f7f7f",
-           "bias": "#9467bd", "pop": "#ff7f0e"}
+PALETTE = ("#17becf", "#bcbd22", "#8c564b", "#e377c2", "#1a55a8", "#6b8e23")
 plt.rcParams.update({"figure.dpi": 100, "axes.grid": True, "grid.alpha": 0.3,
                      "axes.spines.top": False, "axes.spines.right": False, "font.size": 10})
 
 
 def colour(model: str) -> str:
-    return COLOURS.get(model, "#17becf")
+    """The model spec's own colour, or a stable one from a palette for models without one."""
+    from embedrec.models.registry import get
+    from embedrec.errors import ConfigError
+
+    try:
+        own = get(model).colour
+    except ConfigError:  # a results folder from a model this installation does not know
+        own = None
+    return own or PALETTE[sum(map(ord, model)) % len(PALETTE)]
 
 
 def learning_curves(data: dict):
@@ -187,7 +194,7 @@ def learned_bias(data: dict):
     ax.set_yticks(range(len(rows)), names, fontsize=8)
     ax.invert_yaxis()
     ax.axvline(0, color="black", lw=0.8)
-    unit = "logit units" if data["model"] == "biased" else "stars"
+    unit = data.get("unit", "stars")
     ax.set_xlabel(f"learned movie bias ({unit}); in brackets: number of ratings")
     ax.set_title(f"Highest and lowest movie biases ({data['model']} model)")
     fig.tight_layout()

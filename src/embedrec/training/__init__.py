@@ -1,4 +1,4 @@
-"""Training: settings, Keras-style Adam, and the one trainer for every neural model."""
+"""Training: settings, Keras-style Adam as a torch optimizer, objectives, and the one trainer."""
 
 from embedrec.training.config import ENGINES, TrainConfig
 from embedrec.training.trainer import History, fit, train_model

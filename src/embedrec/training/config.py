@@ -7,16 +7,17 @@ from dataclasses import asdict, dataclass
 from embedrec.errors import ConfigError
 
 ENGINES = ("fast", "exact")
+DEVICES = ("cpu", "cuda", "auto")
 
 
 @dataclass(frozen=True, kw_only=True)
 class TrainConfig:
-    """How a neural model is trained.
+    """How a torch model is trained.
 
     ``engine="exact"`` is the reference's arithmetic: the L2 term covers every row of every
     embedding table and Adam updates every row at every step. ``engine="fast"`` (the default)
-    applies the L2 term and the Adam update only to the table rows in the batch (lazy Adam), so
-    a step costs time proportional to the batch, not to the tables.
+    reads the tables only at the batch's ids, with sparse gradients: the L2 term and the Adam
+    update reach only those rows (lazy Adam), so a step costs time proportional to the batch.
     """
 
     epochs: int = 5  # passes over the training rows (the most, with early stopping)
@@ -27,9 +28,12 @@ class TrainConfig:
     eps: float = 1e-7  # Adam epsilon, Keras placement: added to sqrt(v) before bias correction
     l2: float = 1e-6  # coefficient of sum(W**2) over the embedding tables
     engine: str = "fast"  # fast | exact (see above)
+    loss: str = "mse"  # objective (embedrec.training.losses.LOSSES)
+    monitor: str | None = None  # validation metric for early stopping (None: the loss's own)
     patience: int | None = None  # stop after this many epochs without validation improvement
     init: str = "keras_he_normal"  # initialiser name (embedrec.models.init)
-    threads: int = 2  # torch intra-op threads
+    threads: int = 2  # torch intra-op threads during this run (restored afterwards)
+    device: str = "cpu"  # cpu | cuda | auto (cuda when present)
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1:
@@ -40,8 +44,12 @@ class TrainConfig:
             raise ConfigError(f"l2 must be >= 0, got {self.l2}")
         if self.engine not in ENGINES:
             raise ConfigError(f"unknown engine {self.engine!r}; use {' or '.join(ENGINES)}")
+        if self.device not in DEVICES:
+            raise ConfigError(f"unknown device {self.device!r}; use {', '.join(DEVICES)}")
         if self.patience is not None and self.patience < 1:
             raise ConfigError("patience must be at least 1 (or None for no early stopping)")
+        if self.threads < 1:
+            raise ConfigError("threads must be at least 1")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -1,0 +1,148 @@
+"""The one experiment runner: split, validation carve-out, fit, bundle and score.
+
+``compare`` loops it over models, seeds and folds; ``train`` runs it once. A model is fitted
+the way its spec declares (the torch trainer, or the spec's own closed-form ``fit``), becomes a
+numpy scorer, and is packaged with the cold-start fallback into a ``ModelBundle``; scoring goes
+through the bundle, so evaluation sees exactly what recommending and the service see.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from embedrec.data.dataset import Ratings
+from embedrec.data.split import Split, kfold, make_split, validation_rows
+from embedrec.errors import DataError
+from embedrec.evaluation.scoring import score_bundle
+from embedrec.models.baselines import BiasBaseline
+from embedrec.models.registry import get as get_spec
+from embedrec.models.spec import Shape
+from embedrec.persistence import ModelBundle
+from embedrec.presets import Preset
+
+log = logging.getLogger(__name__)
+
+StepProgress = Callable[[int, int], None]  # (steps done, steps in all)
+
+
+@dataclass(frozen=True, eq=False)
+class Fold:
+    """One train/test split with its validation carve-out for one seed."""
+
+    number: int
+    train: Ratings  # rows the models are fitted on
+    valid: Ratings | None  # carved from the training part; monitors training only
+    seen: Ratings  # the whole training part (train + valid): never recommended back
+    test: Ratings | None  # scored once, at the end
+
+
+@dataclass(eq=False)
+class Fitted:
+    """A trained model as its numpy scorer, with how it was trained."""
+
+    name: str
+    config: Any
+    scorer: Any
+    history: Any  # training History, or None for closed-form models
+    seconds: float
+    n_params: int
+
+
+def splits(data: Ratings, preset: Preset, kind: str | None = None) -> list[Split]:
+    """The split(s) a run scores: one, or every fold of ``kfold`` (k = 1 / test fraction)."""
+    kind = kind or preset.split.kind
+    if len(data) < 3:
+        raise DataError(f"{data.name}: {len(data)} rating(s) are too few to split into train "
+                        "and test rows (at least 3 are needed)")
+    if kind == "kfold":
+        return list(kfold(len(data), max(2, round(1 / preset.split.test_fraction)),
+                          preset.split.seed))
+    return [make_split(data, kind, preset.split.test_fraction, preset.split.seed)]
+
+
+def make_fold(data: Ratings, train_rows: np.ndarray, test_rows: np.ndarray | None, *,
+              valid_fraction: float, seed: int, number: int = 1) -> Fold:
+    fit_idx, valid_idx = validation_rows(train_rows, valid_fraction, seed)
+    return Fold(number=number, train=data.take(fit_idx),
+                valid=data.take(valid_idx) if len(valid_idx) else None,
+                seen=data.take(train_rows),
+                test=None if test_rows is None else data.take(test_rows))
+
+
+def fit_fallback(fold: Fold, preset: Preset) -> BiasBaseline:
+    damping = preset.evaluation.fallback_damping
+    return BiasBaseline(user_damping=damping, item_damping=damping).fit(fold.train)
+
+
+def fit_model(name: str, fold: Fold, preset: Preset, *, seed: int,
+              progress: StepProgress | None = None) -> Fitted:
+    """Train one model on ``fold.train`` (``fold.valid`` monitors it)."""
+    spec = get_spec(name)
+    config = preset.model_config(spec)
+    data = fold.train
+    shape = Shape(data.n_users, data.n_items, data.scale)
+    if spec.capabilities.trained_by == "torch":
+        from embedrec.training.trainer import train_model
+
+        module, history = train_model(spec, config, shape, fold.train, preset.train, seed=seed,
+                                      valid=fold.valid, progress=progress)
+        scorer = spec.load_scorer(config, spec.module_arrays(module), shape)
+        n_params = int(sum(p.numel() for p in module.parameters()))
+        return Fitted(name, config, scorer, history, history.seconds, n_params)
+    t0 = time.perf_counter()
+    scorer = spec.fit(config, fold.train, shape)
+    seconds = time.perf_counter() - t0
+    n_params = int(sum(np.size(v) for v in scorer.arrays().values()))
+    return Fitted(name, config, scorer, None, seconds, n_params)
+
+
+def bundle_of(fitted: Fitted, fold: Fold, fallback: BiasBaseline,
+              manifest: dict | None = None) -> ModelBundle:
+    """The fitted model as a bundle: movies of the whole training part are never recommended
+    back, validation carve-out included."""
+    return ModelBundle.from_training(fitted.name, fitted.scorer, fold.train, fallback,
+                                     config=fitted.config, seen=fold.seen, manifest=manifest)
+
+
+def run_one(name: str, fold: Fold, preset: Preset, *, seed: int, fallback: BiasBaseline,
+            progress: StepProgress | None = None) -> tuple[Fitted, ModelBundle, dict, np.ndarray | None]:
+    """Fit, bundle, and (when the fold has test rows) score one model."""
+    fitted = fit_model(name, fold, preset, seed=seed, progress=progress)
+    bundle = bundle_of(fitted, fold, fallback)
+    metrics, pred = ({}, None) if fold.test is None else score_bundle(bundle, fold.test,
+                                                                      preset.evaluation)
+    return fitted, bundle, metrics, pred
+
+
+def train_bundle(data: Ratings, name: str, preset: Preset, *, seed: int = 0,
+                 split: str | None = None, progress: StepProgress | None = None) -> ModelBundle:
+    """Train ``name`` on all rows (``split=None``) or on the train part of a named split.
+
+    With a split, the test part is scored once and its metrics go into the manifest.
+    """
+    get_spec(name)  # an unknown name fails before any work
+    rows, test_rows = np.arange(len(data)), None
+    if split is not None:
+        sp = splits(data, preset, split)[0]
+        rows, test_rows = sp.train, sp.test
+    fold = make_fold(data, rows, test_rows, valid_fraction=preset.split.valid_fraction, seed=seed)
+    fallback = fit_fallback(fold, preset)
+    fitted, bundle, metrics, _ = run_one(name, fold, preset, seed=seed, fallback=fallback,
+                                         progress=progress)
+    history = fitted.history
+    bundle.manifest |= {
+        "dataset": data.name, "dataset_md5": data.source.get("md5"), "split": split,
+        "seed": seed, "preset": preset.to_dict(), "n_train": len(fold.train),
+        "n_valid": 0 if fold.valid is None else len(fold.valid),
+        "train_seconds": fitted.seconds,
+        "history": None if history is None else history.epochs, "metrics": metrics,
+        "fallback_damping": preset.evaluation.fallback_damping,
+        "loss": preset.train.loss if history is not None else None,
+    }
+    return bundle

@@ -1,0 +1,82 @@
+"""The one cold-start composition: a model's scorer first, the damped bias baseline where the
+model cannot score.
+
+A row is handed to the fallback when its user has no training rating, when its item has none
+and the model cannot score items from features, or when the model returns NaN. Models that
+only rank (``predicts_ratings`` False) are left as they are: the fallback predicts ratings, and
+mixing ratings into ranking scores would mean nothing. Evaluation, recommending, fold-in and the
+service all score through this class.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from embedrec.models.baselines import BiasBaseline
+from embedrec.models.scorer import Scorer
+from embedrec.models.spec import Capabilities, UserParams
+
+
+class WithFallback:
+    """``primary`` where it can score, ``fallback`` elsewhere."""
+
+    def __init__(self, primary: Scorer, fallback: BiasBaseline, *, known_users: np.ndarray,
+                 known_items: np.ndarray, capabilities: Capabilities):
+        self.primary, self.fallback = primary, fallback
+        self.known_users = np.asarray(known_users, dtype=bool)
+        self.known_items = np.asarray(known_items, dtype=bool)
+        self.scorable_items = self.known_items | capabilities.cold_items_from_features
+        self.predicts_ratings = primary.predicts_ratings
+
+    def cold(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """Rows the model cannot score (unknown user, or unknown item it cannot score)."""
+        return ~self.known_users[users] | ~self.scorable_items[items]
+
+    def predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """Predicted ratings (ranking scores for a ranking-only model) for index pairs."""
+        users, items = np.asarray(users, dtype=np.int64), np.asarray(items, dtype=np.int64)
+        pred = np.array(self.primary.predict(users, items), dtype=np.float32)
+        if self.predicts_ratings:
+            use = self.cold(users, items) | np.isnan(pred)
+            if use.any():
+                pred[use] = self.fallback.predict(users[use], items[use])
+        return pred
+
+    def own_predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """The model's own predictions on every row (what the reference reported)."""
+        return np.asarray(self.primary.predict(users, items), dtype=np.float32)
+
+    def rank_scores(self, users: np.ndarray) -> np.ndarray:
+        """(len(users), n_items) ranking scores, monotonic in the predicted rating."""
+        users = np.asarray(users, dtype=np.int64)
+        scores = np.array(self.primary.rank_scores(users), dtype=np.float32)
+        if not self.predicts_ratings:
+            return scores
+        cold_items = np.flatnonzero(~self.scorable_items)
+        if len(cold_items):
+            scores[:, cold_items] = self.primary.from_rating(
+                self.fallback.ratings_block(users, cold_items))
+        cold_rows = np.flatnonzero(~self.known_users[users])
+        if len(cold_rows):
+            scores[cold_rows] = self.primary.from_rating(
+                self.fallback.ratings_block(users[cold_rows], np.arange(scores.shape[1])))
+        bad = np.isnan(scores)
+        if bad.any():
+            rows, cols = np.nonzero(bad)
+            scores[rows, cols] = self.primary.from_rating(
+                self.fallback.predict(users[rows], cols))
+        return scores
+
+    def score_user(self, params: UserParams) -> np.ndarray:
+        """(n_items,) ranking scores for a folded-in user."""
+        scores = np.array(self.primary.score_user(params), dtype=np.float32)
+        if self.predicts_ratings:
+            cold = ~self.scorable_items | np.isnan(scores)
+            if cold.any():
+                fb = self.fallback
+                ratings = np.clip(fb.mean + params.base_bias + fb.item_bias[cold], *fb.clip)
+                scores[cold] = self.primary.from_rating(ratings)
+        return scores
+
+    def to_rating(self, scores: np.ndarray) -> np.ndarray:
+        return self.primary.to_rating(scores)

@@ -1,0 +1,59 @@
+"""The numpy scorer protocol: what every trained model becomes for evaluation, recommending and
+serving (no torch needed).
+
+A scorer predicts ratings for (user, item) pairs, with NaN where it cannot score; scores the
+whole catalogue for a set of users (ranking scores, monotonic in the predicted rating); scores
+the catalogue for a folded-in user; and may expose item vectors (``similar``) and item biases
+(reports). ``Scorer`` gives the defaults a subclass does not need to repeat.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from embedrec.models.spec import UserParams
+
+
+class Scorer:
+    """Base class with defaults: ratings are their own ranking scores."""
+
+    predicts_ratings: bool = True
+
+    def predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """float32 predictions for index arrays (ranking scores for a model that only ranks)."""
+        raise NotImplementedError
+
+    def rank_scores(self, users: np.ndarray) -> np.ndarray:
+        """(len(users), n_items) float32 ranking scores."""
+        users = np.asarray(users, dtype=np.int64)
+        grid_u = np.repeat(users, self.n_items)
+        grid_i = np.tile(np.arange(self.n_items), len(users))
+        return self.predict(grid_u, grid_i).reshape(len(users), self.n_items)
+
+    def score_user(self, params: UserParams) -> np.ndarray:
+        """(n_items,) ranking scores for a user given by parameters (a folded-in user)."""
+        raise NotImplementedError
+
+    def to_rating(self, scores: np.ndarray) -> np.ndarray:
+        """Ranking scores as predicted ratings."""
+        return np.asarray(scores, dtype=np.float32)
+
+    def from_rating(self, ratings: np.ndarray) -> np.ndarray:
+        """Ratings as ranking scores (the inverse of ``to_rating``)."""
+        return np.asarray(ratings, dtype=np.float32)
+
+    def item_vectors(self) -> np.ndarray | None:
+        """(n_items, k) movie vectors whose cosine means similarity, or None."""
+        return None
+
+    def item_biases(self) -> tuple[np.ndarray, str] | None:
+        """Learned per-item biases and their unit ('stars', 'logit units'), or None."""
+        return None
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Everything stored in a model file, by name."""
+        raise NotImplementedError
+
+    @property
+    def n_items(self) -> int:
+        raise NotImplementedError

@@ -1,0 +1,80 @@
+"""Objectives the trainer minimises, chosen by name (``TrainConfig.loss``).
+
+An objective turns a model and a batch dict into a scalar loss tensor, names the batch inputs it
+needs (``needs``), may bring a negative sampler that adds ``batch["negatives"]`` before each
+step, and scores validation rows as named metrics (lower is better) for early stopping.
+
+- ``mse``: mean squared error against ``batch["ratings"]`` (the reference's objective).
+- ``bpr``: Bayesian personalised ranking, -log sigmoid(score(u, i) - score(u, j)) with a negative
+  item j drawn for every (u, i) by a sampler (uniform here). Its scores rank; they are not ratings.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from embedrec.errors import ConfigError
+from embedrec.models.base import predict_batches
+from embedrec.models.spec import Shape
+
+
+class UniformNegatives:
+    """A uniformly drawn item per row (may hit a positive now and then, as is usual for BPR)."""
+
+    def __init__(self, n_items: int):
+        self.n_items = n_items
+
+    def __call__(self, batch: dict, generator: torch.Generator) -> torch.Tensor:
+        n = len(batch["users"])
+        return torch.randint(0, self.n_items, (n,), generator=generator).to(batch["users"].device)
+
+
+class MSE:
+    name = "mse"
+    needs = ("ratings",)
+    metrics = ("valid_mse",)
+    sampler = None
+
+    def __call__(self, model, batch: dict) -> torch.Tensor:
+        return torch.mean((model(batch) - batch["ratings"]) ** 2)
+
+    def validate(self, model, batch: dict) -> dict[str, float]:
+        pred = predict_batches(model, batch)
+        truth = batch["ratings"].cpu().numpy()
+        return {"valid_mse": float(np.mean((pred - truth) ** 2, dtype=np.float64))}
+
+
+class BPR:
+    name = "bpr"
+    needs = ()
+    metrics = ("valid_bpr",)
+
+    def __init__(self, shape: Shape):
+        self.sampler = UniformNegatives(shape.n_items)
+        self._validation_negatives = None
+
+    def __call__(self, model, batch: dict) -> torch.Tensor:
+        pos = model(batch)
+        neg = model({**batch, "items": batch["negatives"]})
+        return -F.logsigmoid(pos - neg).mean()
+
+    def validate(self, model, batch: dict) -> dict[str, float]:
+        if self._validation_negatives is None or len(self._validation_negatives) != len(batch["users"]):
+            gen = torch.Generator().manual_seed(0)  # the same negatives at every epoch
+            self._validation_negatives = self.sampler(batch, gen)
+        pos = predict_batches(model, batch)
+        neg = predict_batches(model, {**batch, "items": self._validation_negatives})
+        diff = torch.from_numpy(pos - neg).double()
+        return {"valid_bpr": float(-F.logsigmoid(diff).mean())}
+
+
+LOSSES = {"mse": lambda shape: MSE(), "bpr": BPR}
+
+
+def make_objective(name: str, shape: Shape):
+    try:
+        return LOSSES[name](shape)
+    except KeyError:
+        raise ConfigError(f"unknown loss {name!r}; use one of {', '.join(LOSSES)}") from None
