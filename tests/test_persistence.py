@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -91,3 +92,19 @@ def test_failed_save_keeps_the_earlier_model(data, tmp_path, monkeypatch):
         save_model(bundle, folder)
     assert (folder / "weights.safetensors").read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]  # no temp folders left
+
+
+FORMAT1 = Path(__file__).parent / "fixtures" / "format1"
+
+
+@pytest.mark.parametrize("name", ["dot", "biased", "mlp", "mean", "bias", "pop"])
+def test_model_files_of_format_1_still_load_with_the_same_scores(name, tmp_path):
+    import json
+    import shutil
+
+    expected = json.loads((FORMAT1 / "expected_scores.json").read_text())[name]
+    folder = shutil.copytree(FORMAT1 / name, tmp_path / name)  # loading may sweep; keep a copy
+    loaded = load_model(folder)
+    assert loaded.manifest["format_version"] == 1 and loaded.name == name
+    got = score_users(loaded, np.arange(len(loaded.user_map)))
+    np.testing.assert_allclose(got, np.array(expected), atol=2e-6)

@@ -96,7 +96,7 @@ def fit(model, train: Ratings, config: TrainConfig, *, seed: int, shape: Shape |
         model.to(device)
         model.sparse_rows = config.engine == "fast"
         rows = RowTensors(train, needs=needs, device=device)
-        valid_batch = (RowTensors(valid, needs=needs, device=device).all()
+        valid_batch = (RowTensors(valid, needs=needs, reference=train, device=device).all()
                        if valid is not None and len(valid) else None)
         optimizer = make_optimizer(model, config)
         shuffle = torch.Generator().manual_seed(seed)
