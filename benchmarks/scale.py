@@ -62,11 +62,10 @@ def child_pipeline(folder: Path) -> dict:
     from embedrec.data.load import _encode, _read_fast, load_ratings_file
     from embedrec.data.registry import TableFormat
     from embedrec.data.split import random_split
-    from embedrec.evaluation.scoring import score_model
-    from embedrec.models.baselines import BiasBaseline
+    from embedrec.evaluation.evaluate import evaluate_ratings
+    from embedrec.experiment import bundle_of, fit_fallback, fit_model, make_fold
     from embedrec.presets import get_preset
     from embedrec.recommender import recommend_all
-    from embedrec.training.pipeline import fit_model
 
     shutil.rmtree(folder / ".embedrec-cache", ignore_errors=True)
     r: dict = {}
@@ -86,32 +85,27 @@ def child_pipeline(folder: Path) -> dict:
     data = load_ratings_file(folder)  # from the cache
     r["cached_load_s"] = time.perf_counter() - t
     r |= {"n_ratings": len(data), "n_users": data.n_users, "n_items": data.n_items}
-    preset = get_preset("large")
+    preset = get_preset("large").with_overrides(valid_fraction=0.0)
     sp = random_split(len(data), 0.1, 42)
-    train, test = data.take(sp.train), data.take(sp.test)
-    fallback = BiasBaseline().fit(train)
+    fold = make_fold(data, sp.train, sp.test, valid_fraction=0.0, seed=0)
+    fallback = fit_fallback(fold, preset)
     t = time.perf_counter()
-    model, config, history, seconds = fit_model("biased", data, train, None, preset, 0, fallback)
+    fitted = fit_model("biased", fold, preset, seed=0)
     r["train_s"] = time.perf_counter() - t
-    r["epochs"] = len(history.epochs)
-    r["train_ratings_per_s"] = len(train) * len(history.epochs) / history.seconds
+    r["epochs"] = len(fitted.history.epochs)
+    r["train_ratings_per_s"] = len(fold.train) * len(fitted.history.epochs) / fitted.history.seconds
+    bundle = bundle_of(fitted, fold, fallback)
     t = time.perf_counter()
-    preset_k = preset.with_overrides(top_k=10)
-    from embedrec.evaluation.evaluate import evaluate_ratings
-
-    metrics, _ = evaluate_ratings(model, train, test, fallback)
+    metrics, _ = evaluate_ratings(bundle.scored, fold.test)
     r["evaluate_s"] = time.perf_counter() - t
     r["rmse_biased"] = metrics["rmse"]
-    r["rmse_bias_baseline"] = evaluate_ratings(fallback, train, test, fallback)[0]["rmse"]
-    from embedrec.persistence import ModelBundle
-
-    bundle = ModelBundle.from_training("biased", model, train, fallback, config=config)
+    r["rmse_bias_baseline"] = float(np.sqrt(np.mean(
+        (fallback.predict(fold.test.users, fold.test.items) - fold.test.ratings) ** 2)))
     t = time.perf_counter()
     items, _ = recommend_all(bundle, 10)
     r["top10_all_users_s"] = time.perf_counter() - t
     r["top10_users"] = int(items.shape[0])
     r["peak_gb"] = peak_gb()
-    del preset_k, score_model, np
     return r
 
 
@@ -121,7 +115,8 @@ def child_throughput(folder: Path, repeats: int) -> list[dict]:
 
     from embedrec.data.load import load_ratings_file
     from embedrec.models.init import initialise
-    from embedrec.models.registry import ModelConfig, build_model
+    from embedrec.models.registry import get
+    from embedrec.models.spec import Shape
     from embedrec.training import TrainConfig, fit
 
     data = load_ratings_file(folder)
@@ -130,8 +125,8 @@ def child_throughput(folder: Path, repeats: int) -> list[dict]:
         for batch in (1_024, 4_096, 16_384):
             rates = []
             for rep in range(repeats):
-                model = build_model(ModelConfig(name=name, n_users=data.n_users,
-                                                n_items=data.n_items, rating_range=data.scale))
+                spec = get(name)
+                model = spec.build(spec.config(), Shape(data.n_users, data.n_items, data.scale))
                 initialise(model, "keras_he_normal", torch.Generator().manual_seed(rep))
                 tc = TrainConfig(epochs=1, batch_size=batch, lr=1e-2, l2=3e-5, engine="fast")
                 history = fit(model, data, tc, seed=rep)
