@@ -100,3 +100,30 @@ def test_fold_in_recovers_a_known_user(name, min_corr):
                      - np.sqrt(np.mean((base - ratings) ** 2)))
     assert np.mean(corrs) > min_corr
     assert np.mean(gains) < 0
+
+
+@pytest.mark.parametrize("name", ["dot", "biased", "mlp", "pop"])
+def test_top_n_with_torch_on_a_device_equals_numpy(name):
+    """The torch top-N path (what runs on a GPU) gives the numpy path's lists, here on the CPU."""
+    data = make_ratings(n_users=30, n_items=25, seed=2)
+    bundle = train_bundle(data, name, get_preset("default").with_overrides(epochs=2), seed=0)
+    items_np, scores_np = recommend_all(bundle, 5)
+    items_t, scores_t = recommend_all(bundle, 5, device="cpu", chunk=7)
+    np.testing.assert_allclose(scores_t, scores_np, rtol=1e-5, atol=1e-5)
+    # the same lists, up to the order of near ties
+    same = (items_t == items_np) | np.isclose(scores_t, scores_np, atol=1e-5)
+    assert same.all()
+
+
+def test_topn_device_names():
+    import torch
+
+    from embedrec.recommender import topn_device
+
+    assert topn_device("cpu") is None and topn_device(None) is None
+    if not torch.cuda.is_available():
+        assert topn_device("auto") is None
+        with pytest.raises(EmbedrecError, match="no CUDA device"):
+            topn_device("cuda")
+    with pytest.raises(EmbedrecError, match="unknown device"):
+        topn_device("tpu")

@@ -20,6 +20,7 @@ from embedrec.data.dataset import Ratings
 from embedrec.data.split import Split, kfold, make_split, validation_rows
 from embedrec.errors import DataError
 from embedrec.evaluation.scoring import score_bundle
+from embedrec.recommender import topn_device
 from embedrec.models.baselines import BiasBaseline
 from embedrec.models.registry import get as get_spec
 from embedrec.models.spec import Shape
@@ -115,8 +116,8 @@ def run_one(name: str, fold: Fold, preset: Preset, *, seed: int, fallback: BiasB
     """Fit, bundle, and (when the fold has test rows) score one model."""
     fitted = fit_model(name, fold, preset, seed=seed, progress=progress)
     bundle = bundle_of(fitted, fold, fallback)
-    metrics, pred = ({}, None) if fold.test is None else score_bundle(bundle, fold.test,
-                                                                      preset.evaluation)
+    metrics, pred = ({}, None) if fold.test is None else score_bundle(
+        bundle, fold.test, preset.evaluation, device=topn_device(preset.train.device))
     return fitted, bundle, metrics, pred
 
 

@@ -138,22 +138,49 @@ def recommend(bundle: ModelBundle, user, k: int = 10, *, exclude_seen: bool = Tr
     return describe(bundle, items[0][keep], scores[0][keep])
 
 
-def top_for_users(bundle: ModelBundle, users: np.ndarray, k: int, exclude_seen: bool = True
-                   ) -> tuple[np.ndarray, np.ndarray]:
+def top_for_users(bundle: ModelBundle, users: np.ndarray, k: int, exclude_seen: bool = True,
+                  device=None) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k item indices and predicted ratings for ``users`` (-1 / -inf where a user has
+    fewer than k candidates). ``device``: None scores and selects with numpy; a torch device
+    (e.g. "cuda") scores and selects with torch on that device."""
+    if device is not None:
+        return _top_for_users_torch(bundle, np.asarray(users), k, exclude_seen, device)
     scores = rank_scores(bundle, users)
     if exclude_seen:
         _mask_seen(bundle, users, scores)
     best = top_k(scores, k)
     best_scores = np.take_along_axis(scores, best, axis=1)
+    return _as_ratings(bundle, best, best_scores)
+
+
+def _as_ratings(bundle: ModelBundle, best: np.ndarray, best_scores: np.ndarray):
     finite = np.isfinite(best_scores)
     ratings = np.where(finite, to_ratings(bundle, np.where(finite, best_scores, 0)), -np.inf)
     return np.where(finite, best, -1).astype(np.int32), ratings.astype(np.float32)
 
 
+def _top_for_users_torch(bundle: ModelBundle, users: np.ndarray, k: int, exclude_seen: bool,
+                         device) -> tuple[np.ndarray, np.ndarray]:
+    import torch
+
+    scores = bundle.scored.rank_scores_torch(users.astype(np.int64), device)
+    if exclude_seen:
+        seen = [bundle.seen(u) for u in users]
+        rows = np.repeat(np.arange(len(users)), [len(s) for s in seen])
+        cols = np.concatenate(seen) if seen else np.zeros(0, dtype=np.int64)
+        scores[torch.from_numpy(rows).to(device), torch.from_numpy(cols.astype(np.int64)).to(device)] = -np.inf
+        unknown = np.flatnonzero(~bundle.known_items())
+        if len(unknown):
+            scores[:, torch.from_numpy(unknown).to(device)] = -np.inf
+    values, best = torch.topk(scores, min(k, scores.shape[1]), dim=1)
+    return _as_ratings(bundle, best.cpu().numpy(), values.cpu().numpy())
+
+
 def recommend_all(bundle: ModelBundle, k: int = 10, *, chunk: int = 1024,
-                  users: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                  users: np.ndarray | None = None, device=None) -> tuple[np.ndarray, np.ndarray]:
     """Top-k item indices and predicted ratings for many users (all by default), seen items
-    masked, in chunks of ``chunk`` users.
+    masked, in chunks of ``chunk`` users; with numpy, or with torch on ``device`` (see
+    ``top_for_users``).
 
     A user with fewer than k unseen items gets index -1 and score -inf in the spare places.
     """
@@ -165,8 +192,24 @@ def recommend_all(bundle: ModelBundle, k: int = 10, *, chunk: int = 1024,
     for start in range(0, len(users), chunk):
         block = users[start:start + chunk]
         out_items[start:start + len(block)], out_scores[start:start + len(block)] = (
-            top_for_users(bundle, block, k_eff))
+            top_for_users(bundle, block, k_eff, device=device))
     return out_items, out_scores
+
+
+def topn_device(name: str | None):
+    """The ``device`` argument of ``recommend_all`` for a --device option: None (numpy) for
+    cpu, or the torch device for cuda / auto (auto is numpy when no GPU is present)."""
+    if name in (None, "cpu"):
+        return None
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else None
+    if name == "cuda" and not torch.cuda.is_available():
+        raise EmbedrecError("--device cuda: no CUDA device is available here (use cpu or auto)")
+    if name != "cuda":
+        raise EmbedrecError(f"unknown device {name!r}; use cpu, cuda or auto")
+    return name
 
 
 def check_k(k: int) -> None:

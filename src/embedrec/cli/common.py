@@ -39,7 +39,7 @@ def _main(verbose: Annotated[int, typer.Option("--verbose", "-v", count=True,
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", force=True)
 
 
-def _progress() -> Progress:
+def progress_bar() -> Progress:
     return Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
                     TimeElapsedColumn(), TimeRemainingColumn(), console=err, transient=True,
                     disable=not err.is_terminal)
@@ -64,13 +64,13 @@ def load_data(dataset: str, data: Path | None, *, download: bool = True,
                                  **{k: v for k, v in file_options.items() if v is not None})
     if items is not None:
         raise EmbedrecError("--items goes with your own ratings file (--data FILE)")
-    with _progress() as bar:
+    with progress_bar() as bar:
         task = bar.add_task(f"downloading {dataset}", total=None)
         return load_movielens(dataset, data, download=download,
                               progress=lambda done, total: bar.update(task, completed=done, total=total))
 
 
-def _split_models(models: list[str]) -> list[str]:
+def split_models(models: list[str]) -> list[str]:
     return [m.strip() for chunk in models for m in chunk.split(",") if m.strip()]
 
 
@@ -106,7 +106,7 @@ def parse_settings(values: list[str]) -> dict[str, dict]:
     return out
 
 
-def _fmt(mean, std, digits=4) -> str:
+def mean_std(mean, std, digits=4) -> str:
     if mean is None:
         return "-"
     return f"{mean:.{digits}f} ± {std:.{digits}f}" if std else f"{mean:.{digits}f}"

@@ -9,8 +9,8 @@ import typer
 from rich.table import Table
 
 from embedrec.cli.common import (
-    DataOpt, DatasetOpt, ItemsOpt, NoDownloadOpt, SetOpt, _fmt, _progress, _split_models, app,
-    load_data, model_names_help, out, parse_settings,
+    DataOpt, DatasetOpt, ItemsOpt, NoDownloadOpt, SetOpt, app, load_data, mean_std,
+    model_names_help, out, parse_settings, progress_bar, split_models,
 )
 
 RATING_COLUMNS = [("RMSE", "rmse", 4), ("MAE", "mae", 4), ("RMSE warm", "rmse_warm", 4),
@@ -29,7 +29,7 @@ def _summary_table(title: str, rows: list[dict], columns, k: int, params: bool) 
     if params:
         table.add_column("params", justify="right")
     for row in rows:
-        cells = [_fmt(row[key], row[f"{key}_std"], digits) for _, key, digits in columns]
+        cells = [mean_std(row[key], row[f"{key}_std"], digits) for _, key, digits in columns]
         table.add_row(row["model"], *cells, *([f"{row['n_params']:,.0f}"] if params else []))
     return table
 
@@ -87,7 +87,7 @@ def compare(
                                                top_k=k, relevance_threshold=relevant, device=device)
     chosen = chosen.with_model_settings(parse_settings(settings))
     ratings = load_data(dataset, data, download=not no_download, items=items)
-    with _progress() as bar:
+    with progress_bar() as bar:
         tasks: dict[str, int] = {}
 
         def step(label: str, done: int, total: int) -> None:
@@ -95,7 +95,7 @@ def compare(
                 tasks[label] = bar.add_task(label, total=total)
             bar.update(tasks[label], completed=done)
 
-        result = run_comparison(ratings, preset=chosen, models=_split_models(models) or None,
+        result = run_comparison(ratings, preset=chosen, models=split_models(models) or None,
                                 seeds=seeds, split=split, progress=step)
     print_summary(result)
     if out_dir is not None:

@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from embedrec.cli.common import (
-    DataOpt, DatasetOpt, ItemsOpt, NoDownloadOpt, _progress, data_app, load_data, out,
+    DataOpt, DatasetOpt, ItemsOpt, NoDownloadOpt, progress_bar, data_app, load_data, out,
 )
 
 
@@ -35,7 +35,7 @@ def data_fetch(dataset: Annotated[str, typer.Argument(help="Release name.")] = "
     from embedrec.data.fetch import locate
     from embedrec.data.registry import get_release
 
-    with _progress() as bar:
+    with progress_bar() as bar:
         task = bar.add_task(f"downloading {dataset}", total=None)
         folder = locate(get_release(dataset), data,
                         progress=lambda done, total: bar.update(task, completed=done, total=total))

@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from embedrec.cli.common import (
-    DataOpt, DatasetOpt, ItemsOpt, NoDownloadOpt, SetOpt, _progress, app, err, load_data,
+    DataOpt, DatasetOpt, ItemsOpt, NoDownloadOpt, SetOpt, progress_bar, app, err, load_data,
     model_names_help, out, parse_settings,
 )
 from embedrec.errors import EmbedrecError
@@ -45,7 +45,7 @@ def train(
                                                device=device)
     chosen = chosen.with_model_settings(parse_settings(settings))
     ratings = load_data(dataset, data, download=not no_download, items=items)
-    with _progress() as bar:
+    with progress_bar() as bar:
         task = bar.add_task(f"training {model}", total=None)
         bundle = train_bundle(ratings, model, chosen, seed=seed, split=split,
                               progress=lambda d, t: bar.update(task, completed=d, total=t))
@@ -111,6 +111,8 @@ def recommend(
     out_file: Annotated[Optional[Path], typer.Option("--out", help="CSV for --all-users.")] = None,
     fallback: Annotated[Optional[str], typer.Option(help="'popular': answer unknown users with the most rated movies.")] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
+    device: Annotated[Optional[str], typer.Option(
+        help="With --all-users: cpu (numpy), cuda or auto (torch on a GPU when present).")] = None,
 ) -> None:
     """Top-k unseen movies for a known user, a new user (--rate / --ratings), or every user."""
     from embedrec.foldin import recommend_for_ratings
@@ -126,7 +128,9 @@ def recommend(
             raise EmbedrecError("--all-users needs --out FILE")
         import pandas as pd
 
-        items, scores = recommend_all(bundle, k)
+        from embedrec.recommender import topn_device
+
+        items, scores = recommend_all(bundle, k, device=topn_device(device))
         n = items.shape[0]
         real = items.ravel() >= 0  # users with fewer than k unseen movies get fewer rows
         frame = pd.DataFrame({"userId": np.repeat(bundle.user_map.ids, items.shape[1])[real],

@@ -12,11 +12,12 @@ from embedrec.recommender import recommend_all
 RATING_KEYS = ("rmse", "mae", "mse", "rmse_warm", "rmse_cold", "rmse_model_all")
 
 
-def score_bundle(bundle, test, evaluation) -> tuple[dict, np.ndarray | None]:
+def score_bundle(bundle, test, evaluation, device=None) -> tuple[dict, np.ndarray | None]:
     """Rating metrics (when the model predicts ratings) and top-k metrics on the test rows.
 
     Returns the metrics and the final test predictions (None for a ranking-only model, whose
-    rating metrics are None).
+    rating metrics are None). ``device``: where top-N runs (None: numpy; see
+    ``recommender.top_for_users``).
     """
     scored = bundle.scored
     pred = None
@@ -25,7 +26,8 @@ def score_bundle(bundle, test, evaluation) -> tuple[dict, np.ndarray | None]:
     else:
         metrics = dict.fromkeys(RATING_KEYS) | cold_counts(scored, test)[0]
     k = evaluation.top_k
-    metrics |= evaluate_ranking(lambda users: recommend_all(bundle, k, users=users)[0], test,
+    metrics |= evaluate_ranking(lambda users: recommend_all(bundle, k, users=users,
+                                                            device=device)[0], test,
                                 k=k, threshold=evaluation.relevance_threshold,
                                 item_counts=bundle.item_counts)
     return metrics, pred

@@ -61,6 +61,12 @@ class BiasedScorer(FactorScorer):
         x += self.user_b[users][:, None] + self.item_b[None, :]
         return x
 
+    def rank_scores_torch(self, users, device):
+        w = self.on_device(device)
+        users = np.asarray(users)
+        x = w["user_factors.weight"][users] @ w["item_factors.weight"].T
+        return x + w["user_bias.weight"][users] + w["item_bias.weight"][:, 0][None, :]
+
     def score_user(self, params: UserParams):
         return self.item_factors @ np.asarray(params.vector, dtype=np.float32) + params.bias + self.item_b
 

@@ -41,6 +41,11 @@ class DotScorer(FactorScorer):
     def rank_scores(self, users):
         return self.user_factors[np.asarray(users)] @ self.item_factors.T
 
+    def rank_scores_torch(self, users, device):
+        w = self.on_device(device)
+        rows = w["user_factors.weight"][np.asarray(users)]
+        return rows @ w["item_factors.weight"].T
+
     def score_user(self, params: UserParams):
         return self.item_factors @ np.asarray(params.vector, dtype=np.float32)
 

@@ -22,6 +22,16 @@ class FactorScorer(Scorer):
     def arrays(self) -> dict[str, np.ndarray]:
         return self.weights
 
+    def on_device(self, device) -> dict:
+        """The weights as torch tensors on ``device`` (made once per device)."""
+        import torch
+
+        cache = self.__dict__.setdefault("_device_weights", {})
+        key = str(device)
+        if key not in cache:
+            cache[key] = {k: torch.from_numpy(v).to(device) for k, v in self.weights.items()}
+        return cache[key]
+
     def item_vectors(self) -> np.ndarray:
         return self.item_factors
 

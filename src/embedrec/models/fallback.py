@@ -67,6 +67,31 @@ class WithFallback:
                 self.fallback.predict(users[rows], cols))
         return scores
 
+    def rank_scores_torch(self, users: np.ndarray, device):
+        """``rank_scores`` as a tensor on a torch device; the few cold rows and columns are
+        filled from the fallback computed with numpy."""
+        import torch
+
+        users = np.asarray(users, dtype=np.int64)
+        scores = self.primary.rank_scores_torch(users, device).float()
+        if not self.predicts_ratings:
+            return scores
+        cold_items = np.flatnonzero(~self.scorable_items)
+        if len(cold_items):
+            block = self.primary.from_rating(self.fallback.ratings_block(users, cold_items))
+            scores[:, torch.from_numpy(cold_items).to(device)] = torch.from_numpy(block).to(device)
+        cold_rows = np.flatnonzero(~self.known_users[users])
+        if len(cold_rows):
+            block = self.primary.from_rating(
+                self.fallback.ratings_block(users[cold_rows], np.arange(scores.shape[1])))
+            scores[torch.from_numpy(cold_rows).to(device)] = torch.from_numpy(block).to(device)
+        bad = torch.isnan(scores)
+        if bool(bad.any()):
+            rows, cols = (t.cpu().numpy() for t in torch.nonzero(bad, as_tuple=True))
+            fill = self.primary.from_rating(self.fallback.predict(users[rows], cols))
+            scores[bad] = torch.from_numpy(fill).to(device)
+        return scores
+
     def score_user(self, params: UserParams) -> np.ndarray:
         """(n_items,) ranking scores for a folded-in user."""
         scores = np.array(self.primary.score_user(params), dtype=np.float32)

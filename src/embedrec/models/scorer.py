@@ -30,6 +30,14 @@ class Scorer:
         grid_i = np.tile(np.arange(self.n_items), len(users))
         return self.predict(grid_u, grid_i).reshape(len(users), self.n_items)
 
+    def rank_scores_torch(self, users: np.ndarray, device):
+        """``rank_scores`` as a float32 tensor on a torch ``device`` (top-N on a GPU). The
+        default computes them with numpy and moves them; models override it where the scoring
+        itself is worth moving."""
+        import torch
+
+        return torch.from_numpy(np.ascontiguousarray(self.rank_scores(users))).to(device)
+
     def score_user(self, params: UserParams) -> np.ndarray:
         """(n_items,) ranking scores for a user given by parameters (a folded-in user)."""
         raise NotImplementedError

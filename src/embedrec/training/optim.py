@@ -76,13 +76,13 @@ class KerasAdam(torch.optim.Optimizer):
 
     def _sparse_step(self, p: torch.Tensor, grad: torch.Tensor, state: dict, group) -> None:
         beta1, beta2 = group["betas"]
-        state["step"] += 1
-        t = float(state["step"])
+        t = state["sparse_steps"] = state.get("sparse_steps", 0) + 1  # a Python int: no sync
+        state["step"].fill_(t)
         alpha = group["lr"] * math.sqrt(1 - beta2 ** t) / (1 - beta1 ** t)
         rows, g = grad._indices()[0], grad._values()
         # autograd drops the "coalesced" flag when it stores a gradient; sorted unique rows
         # (what the models' sparse look-ups produce) are coalesced already
-        if not grad.is_coalesced() and len(rows) > 1 and not bool((rows[1:] > rows[:-1]).all()):
+        if not grad.is_coalesced() and len(rows) > 1 and not bool((rows.diff() > 0).all()):
             grad = grad.coalesce()
             rows, g = grad._indices()[0], grad._values()
         current = p.index_select(0, rows)
