@@ -24,6 +24,7 @@ from tests.models import toy_model
 
 BUILTIN = registry.names()
 ALL = BUILTIN + ("toy",)
+TORCH = registry.names(trained_by="torch") + ("toy",)
 PRESET = get_preset("default").with_overrides(epochs=1, batch_size=16, n_factors=4, patience=None)
 
 
@@ -74,10 +75,15 @@ def test_fit_and_score_without_nan(name, fold):
     assert fitted.n_params > 0
 
 
-def test_torch_and_numpy_agree(name, fold):
+@pytest.mark.parametrize("torch_name", TORCH)
+def test_torch_and_numpy_agree(torch_name, fold):
+    with toy_model.registered():
+        _torch_and_numpy_agree(torch_name, fold)
+
+
+def _torch_and_numpy_agree(name, fold):
     spec = registry.get(name)
-    if spec.capabilities.trained_by != "torch":
-        pytest.skip("not a torch model")
+    assert spec.capabilities.trained_by == "torch"
     from embedrec.models.init import initialise
     from embedrec.models.spec import Shape
     from embedrec.training.trainer import fit

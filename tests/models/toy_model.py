@@ -14,8 +14,7 @@ import functools
 import numpy as np
 
 from embedrec.models import registry
-from embedrec.models.scorer import Scorer
-from embedrec.models.solvers import sigmoid
+from embedrec.models.scorer import Scorer, SigmoidRatings
 from embedrec.models.spec import Capabilities, ModelSpec, UserParams
 
 
@@ -44,7 +43,7 @@ def module_class():
     return ToyModel
 
 
-class ToyScorer(Scorer):
+class ToyScorer(SigmoidRatings, Scorer):
     def __init__(self, arrays, shape):
         self.weights = {k: np.asarray(v, dtype=np.float32) for k, v in arrays.items()}
         self.bu = self.weights["user_bias.weight"][:, 0]
@@ -60,14 +59,6 @@ class ToyScorer(Scorer):
 
     def score_user(self, params: UserParams):
         return (self.offset + params.bias + self.bi).astype(np.float32)
-
-    def to_rating(self, scores):
-        return (sigmoid(np.asarray(scores)) * (self.high - self.low) + self.low).astype(np.float32)
-
-    def from_rating(self, ratings):
-        frac = np.clip((np.asarray(ratings, dtype=np.float64) - self.low) / (self.high - self.low),
-                       1e-6, 1 - 1e-6)
-        return np.log(frac / (1 - frac)).astype(np.float32)
 
     def item_biases(self):
         return self.bi.astype(np.float64), "logit units"

@@ -8,6 +8,7 @@ import numpy as np
 
 from embedrec.models.factors import FactorScorer, factor_shapes
 from embedrec.models.registry import register
+from embedrec.models.scorer import SigmoidRatings
 from embedrec.models.solvers import gauss_newton, ridge, sigmoid
 from embedrec.models.spec import Capabilities, FactorsConfig, ModelSpec, Shape, UserParams
 
@@ -40,7 +41,7 @@ def module_class():
     return BiasedModel
 
 
-class BiasedScorer(FactorScorer):
+class BiasedScorer(SigmoidRatings, FactorScorer):
     """Ranks by logits: monotonic in the rating, free of a saturated sigmoid's ties, and cheaper."""
 
     def __init__(self, config, arrays, shape):
@@ -69,14 +70,6 @@ class BiasedScorer(FactorScorer):
 
     def score_user(self, params: UserParams):
         return self.item_factors @ np.asarray(params.vector, dtype=np.float32) + params.bias + self.item_b
-
-    def to_rating(self, scores):
-        return (sigmoid(np.asarray(scores)) * (self.high - self.low) + self.low).astype(np.float32)
-
-    def from_rating(self, ratings):
-        frac = np.clip((np.asarray(ratings, dtype=np.float64) - self.low) / (self.high - self.low),
-                       1e-6, 1 - 1e-6)
-        return np.log(frac / (1 - frac)).astype(np.float32)
 
     def item_biases(self):
         return self.item_b.astype(np.float64), "logit units"

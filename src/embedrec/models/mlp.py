@@ -14,6 +14,7 @@ import numpy as np
 from embedrec.errors import ConfigError
 from embedrec.models.factors import FactorScorer, factor_shapes
 from embedrec.models.registry import register
+from embedrec.models.scorer import SigmoidRatings
 from embedrec.models.solvers import gauss_newton, sigmoid
 from embedrec.models.spec import Capabilities, ModelSpec, Shape, UserParams
 
@@ -96,7 +97,7 @@ def module_class():
     return MLPModel
 
 
-class MLPScorer(FactorScorer):
+class MLPScorer(SigmoidRatings, FactorScorer):
     """The first layer is split into a user half and an item half, so each user-item pair
     costs a hidden-size add, ReLU and dot product instead of a full layer."""
 
@@ -126,14 +127,6 @@ class MLPScorer(FactorScorer):
         h = np.maximum(self.item_hidden + self.user_projection @ np.asarray(params.vector,
                                                                             dtype=np.float32), 0.0)
         return h @ self.w2 + self.b2
-
-    def to_rating(self, scores):
-        return (sigmoid(np.asarray(scores)) * (self.high - self.low) + self.low).astype(np.float32)
-
-    def from_rating(self, ratings):
-        frac = np.clip((np.asarray(ratings, dtype=np.float64) - self.low) / (self.high - self.low),
-                       1e-6, 1 - 1e-6)
-        return np.log(frac / (1 - frac)).astype(np.float32)
 
 
 class MLPSpec(ModelSpec):

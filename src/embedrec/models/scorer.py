@@ -65,3 +65,19 @@ class Scorer:
     @property
     def n_items(self) -> int:
         raise NotImplementedError
+
+
+class SigmoidRatings:
+    """For scorers whose ranking scores are logits of a sigmoid scaled to [low, high]."""
+
+    low: float
+    high: float
+
+    def to_rating(self, scores: np.ndarray) -> np.ndarray:
+        x = np.asarray(scores)
+        return (1.0 / (1.0 + np.exp(-x)) * (self.high - self.low) + self.low).astype(np.float32)
+
+    def from_rating(self, ratings: np.ndarray) -> np.ndarray:
+        frac = np.clip((np.asarray(ratings, dtype=np.float64) - self.low) / (self.high - self.low),
+                       1e-6, 1 - 1e-6)
+        return np.log(frac / (1 - frac)).astype(np.float32)
