@@ -79,6 +79,10 @@ def compare(
     """Train and compare models on one split; print mean ± std over seeds."""
     from embedrec.compare import run_comparison, write_results
     from embedrec.presets import get_preset
+    from embedrec.io import check_results_out
+
+    if out_dir is not None:
+        check_results_out(out_dir)  # before any work: never train for minutes, then refuse
 
     chosen = get_preset(preset).with_overrides(epochs=epochs, batch_size=batch_size, engine=engine,
                                                lr=lr, l2=l2, valid_fraction=valid_fraction,

@@ -35,6 +35,9 @@ def train(
     from embedrec.persistence import save_model
     from embedrec.presets import get_preset
     from embedrec.training.pipeline import train_bundle
+    from embedrec.io import check_model_out
+
+    check_model_out(out_dir)  # before any work: never train for minutes, then refuse
 
     chosen = get_preset(preset).with_overrides(epochs=epochs, batch_size=batch_size, engine=engine)
     ratings = load_data(dataset, data, download=not no_download, items=items)
@@ -117,6 +120,8 @@ def recommend(
     if all_users:
         if out_file is None:
             raise EmbedrecError("--all-users needs --out FILE")
+        if str(out_file).strip() in ("", ".") or out_file.is_dir():
+            raise EmbedrecError(f"--out {str(out_file)!r}: give a file name for the CSV")
         import pandas as pd
 
         items, scores = recommend_all(bundle, k)
