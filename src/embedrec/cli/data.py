@@ -24,20 +24,23 @@ def data_list() -> None:
         table.add_column(col)
     for r in RELEASES.values():
         table.add_row(r.name, f"{r.n_ratings:,}", f"{r.scale[0]:g}-{r.scale[1]:g}",
-                      r.md5 or "(read at download)", r.url)
+                      r.md5 or ("(files pinned)" if r.file_md5 else "(read at download)"), r.url)
     out.print(table)
 
 
 @data_app.command("fetch")
 def data_fetch(dataset: Annotated[str, typer.Argument(help="Release name.")] = "ml-latest-small",
-               data: DataOpt = None) -> None:
+               data: DataOpt = None,
+               trust_mirror: Annotated[bool, typer.Option(
+                   "--trust-mirror", help="Accept a download embedrec has no checksum for "
+                   "(the mirror's own .md5 is trusted).")] = False) -> None:
     """Find or download a release, verify it, and print where it is."""
     from embedrec.data.fetch import locate
     from embedrec.data.registry import get_release
 
     with _progress() as bar:
         task = bar.add_task(f"downloading {dataset}", total=None)
-        folder = locate(get_release(dataset), data,
+        folder = locate(get_release(dataset), data, trust_mirror=trust_mirror or None,
                         progress=lambda done, total: bar.update(task, completed=done, total=total))
     out.print(str(folder))
 
