@@ -72,7 +72,10 @@ def main(argv: list[str] | None = None) -> int:
     except typer.Exit as exc:
         return exc.exit_code
     except typer.TyperException as exc:  # usage errors: bad option values, unknown commands
-        exc.show()
+        ctx = getattr(exc, "ctx", None)
+        hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+        err.print(f"error: {_one_line(exc.format_message())}{hint}", markup=False,
+                  highlight=False, soft_wrap=True)
         return getattr(exc, "exit_code", 2)
     except RecursionError:
         err.print("error: input nested too deeply", markup=False, highlight=False)

@@ -10,7 +10,7 @@ from rich.table import Table
 
 from embedrec.cli.common import (
     DataOpt, DatasetOpt, ItemsOpt, NoDownloadOpt, _fmt, _progress, _split_models, app, load_data,
-    out,
+    out, safe,
 )
 
 RATING_COLUMNS = [("RMSE", "rmse", 4), ("MAE", "mae", 4), ("RMSE warm", "rmse_warm", 4),
@@ -37,7 +37,7 @@ def _summary_table(title: str, rows: list[dict], columns, k: int, params: bool) 
 def print_summary(comparison) -> None:
     settings = comparison.settings
     k, rows = settings["k"], comparison.summary()
-    out.print(f"[bold]{settings['dataset']}[/]: {settings['split']} split, preset "
+    out.print(f"[bold]{safe(settings['dataset'])}[/]: {settings['split']} split, preset "
               f"{settings['preset']['name']}, {len(settings['seeds'])} seed(s), mean ± std")
     out.print(_summary_table("rating prediction (test rows)", rows, RATING_COLUMNS, k, True))
     out.print(_summary_table(
@@ -107,4 +107,4 @@ def compare(
 
             build_report(out_dir)
             written += ", report.html, figures/"
-        out.print(f"wrote {out_dir}/: {written}")
+        out.print(f"wrote {out_dir}/: {written}", markup=False, highlight=False)

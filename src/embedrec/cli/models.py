@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from embedrec.cli.common import (
-    DataOpt, DatasetOpt, ItemsOpt, NoDownloadOpt, _progress, app, err, load_data, out,
+    DataOpt, DatasetOpt, ItemsOpt, NoDownloadOpt, _progress, app, cell, err, load_data, out,
 )
 from embedrec.errors import EmbedrecError
 
@@ -48,18 +48,19 @@ def train(
     save_model(bundle, out_dir)
     metrics = bundle.manifest.get("metrics") or {}
     extra = f", test RMSE {metrics['rmse']:.4f}" if metrics else ""
-    out.print(f"saved {model} trained on {bundle.manifest['n_train']:,} ratings to {out_dir}{extra}")
+    out.print(f"saved {model} trained on {bundle.manifest['n_train']:,} ratings to {out_dir}{extra}",
+              markup=False, highlight=False)
 
 
 def _print_frame(frame, title: str, as_json: bool) -> None:
     if as_json:
         out.print_json(frame.to_json(orient="records"))
         return
-    table = Table(title=title)
+    table = Table(title=cell(title))  # titles and ids are data: never rich markup
     for col in frame.columns:
-        table.add_column(str(col), justify="right" if col in ("movieId", "score") else "left")
+        table.add_column(cell(col), justify="right" if col in ("movieId", "score") else "left")
     for row in frame.itertuples(index=False):
-        table.add_row(*(f"{v:.3f}" if isinstance(v, float) else str(v) for v in row))
+        table.add_row(*(cell(v) for v in row))
     out.print(table)
 
 
@@ -134,7 +135,7 @@ def recommend(
         from embedrec.compare import atomic_write
 
         atomic_write(out_file, frame.to_csv(index=False))
-        out.print(f"wrote top-{k} for {n:,} users to {out_file}")
+        out.print(f"wrote top-{k} for {n:,} users to {out_file}", markup=False, highlight=False)
         return
     rated = _parse_rate(rate) + (_read_rates_csv(ratings_file) if ratings_file else [])
     if user is not None and rated:

@@ -46,4 +46,4 @@ def report_cmd(folder: Annotated[Path, typer.Argument(help="A folder written by 
     """Rebuild report.html (and figures/) from a results folder, without retraining."""
     from embedrec.reports import build_report
 
-    out.print(f"wrote {build_report(folder)}")
+    out.print(f"wrote {build_report(folder)}", markup=False, highlight=False)
