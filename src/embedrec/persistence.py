@@ -140,8 +140,8 @@ def save_model(bundle: ModelBundle, folder: str | Path) -> Path:
     except OutputError as exc:
         raise ModelFileError(str(exc)) from exc
     folder.parent.mkdir(parents=True, exist_ok=True)
+    recover_dir(folder)  # first: an interrupted save's model may sit in .NAME.old
     sweep_stale(folder.parent, (f".{folder.name}-*", f".{folder.name}.old"))
-    recover_dir(folder)
     tmp = make_temp_dir(folder)
     try:
         save_file(_arrays(bundle), str(tmp / WEIGHTS), metadata={"format": "embedrec"})
