@@ -328,3 +328,18 @@ def test_a_bad_mirror_url_is_a_one_line_error(mirror, monkeypatch, tmp_path, cap
     monkeypatch.delenv("EMBEDREC_DATA", raising=False)
     assert main(["data", "fetch", "ml-100k"]) == 1
     assert "EMBEDREC_MIRROR" in _one_line_error(capsys)
+
+
+# ---- data synth --out: the same rule (found while fuzzing the command line) ---------------------
+def test_synth_never_overwrites_a_users_ratings(tmp_path, capsys):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "ratings.csv").write_text("userId,movieId,rating\n1,1,5\n")
+    args = ["data", "synth", "--users", "5", "--items", "40", "--ratings", "100"]
+    assert main([*args, "--out", str(mine)]) == 1
+    assert "refusing to overwrite" in _one_line_error(capsys)
+    assert (mine / "ratings.csv").read_text() == "userId,movieId,rating\n1,1,5\n"
+    assert main([*args, "--out", str(tmp_path / "s")]) == 0
+    assert main([*args, "--seed", "1", "--out", str(tmp_path / "s")]) == 0  # its own: rewritten
+    assert sorted(p.name for p in (tmp_path / "s").iterdir()) == [
+        "movies.csv", "ratings.csv", "synth.json"]

@@ -192,6 +192,25 @@ def check_results_out(path: str | Path) -> Path:
     return path
 
 
+def check_synth_out(path: str | Path) -> Path:
+    """Refuse a folder for synthetic data unless it is absent, empty, or an earlier one
+    (recognised by its synth.json): never overwrite someone's ratings.csv."""
+    path = Path(path)
+    _bad_target(path, "synthetic data")
+    if not path.is_dir() or not any(path.iterdir()):
+        return path
+    settings = None
+    if (path / "synth.json").is_file():
+        try:
+            settings = read_json_limited(path / "synth.json")
+        except EmbedrecError:
+            settings = None
+    if not (isinstance(settings, dict) and "n_ratings" in settings):
+        raise OutputError(f"{path}: not empty and not a folder written by `embedrec data "
+                          "synth`; refusing to overwrite it (choose another --out)")
+    return path
+
+
 def sweep_stale(parent: str | Path, patterns: tuple[str, ...] | list[str],
                 before: float | None = None) -> list[Path]:
     """Remove files and folders in ``parent`` matching ``patterns`` last modified before
