@@ -31,6 +31,7 @@ from embedrec.presets import get_preset
 from embedrec.training.pipeline import train_bundle
 from tests.conftest import make_ratings
 
+pytestmark = pytest.mark.slow
 FUZZ = settings(deadline=None, database=None, derandomize=True, print_blob=True,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
                                        HealthCheck.data_too_large])
@@ -122,7 +123,7 @@ def cli_args(draw):
     return args
 
 
-@settings(FUZZ, max_examples=150)
+@settings(FUZZ, max_examples=100)
 @given(args=cli_args())
 def test_random_command_lines(sandbox, args, capsys, monkeypatch):
     monkeypatch.chdir(sandbox)
@@ -151,7 +152,7 @@ def _remove(path: Path) -> None:
 
 
 # ---- random bytes and random CSV shapes as a ratings file ---------------------------------------
-@settings(FUZZ, max_examples=120)
+@settings(FUZZ, max_examples=80)
 @given(content=st.binary(max_size=400),
        suffix=st.sampled_from([".csv", ".tsv", ".txt", ".parquet"]))
 def test_random_bytes_as_a_ratings_file(tmp_path_factory, content, suffix, capsys):
@@ -190,7 +191,7 @@ def csv_text(draw, known: bool = False):
         st.sampled_from(["\n", "", "\r\n"]))
 
 
-@settings(FUZZ, max_examples=120)
+@settings(FUZZ, max_examples=80)
 @given(text=csv_text(), command=st.sampled_from(["info", "info", "info", "compare"]))
 def test_random_csv_shapes_and_values(tmp_path_factory, text, command, capsys):
     _csv_case(tmp_path_factory, text, command, capsys)
@@ -261,7 +262,7 @@ def _use(folder: Path, user: int, item: int, capsys, root: Path, which: int | No
         _check(code, capsys.readouterr().err, before, _snapshot(root))
 
 
-@settings(FUZZ, max_examples=60)
+@settings(FUZZ, max_examples=40)
 @given(which=st.sampled_from(["manifest", "weights", "both"]), junk=st.binary(max_size=300))
 def test_random_bytes_as_model_files(tmp_path_factory, model_files, which, junk, capsys):
     files, user, item = model_files
@@ -301,7 +302,7 @@ def manifest_mutation(draw, manifest: dict):
     return mutated
 
 
-@settings(FUZZ, max_examples=80)
+@settings(FUZZ, max_examples=60)
 @given(data=st.data(), name=st.sampled_from(["biased", "mlp", "bias", "pop"]),
        which=st.integers(0, 2))
 def test_mutated_manifests(tmp_path_factory, model_files, data, name, which, capsys):
@@ -346,7 +347,7 @@ def mutate_weights(arrays: dict, rng: np.random.Generator, allow_known: bool = F
     return mutated
 
 
-@settings(FUZZ, max_examples=80)
+@settings(FUZZ, max_examples=60)
 @given(seed=st.integers(0, 2**32 - 1), name=st.sampled_from(["biased", "mlp", "bias", "pop"]))
 def test_mutated_weights(tmp_path_factory, model_files, seed, name, capsys):
     files, user, item = model_files

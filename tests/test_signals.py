@@ -324,7 +324,7 @@ def test_saves_killed_at_random_points_leave_a_whole_model(two_models, tmp_path)
             assert bundle.manifest["weights_sha256"] in shas
 
     _kill_at_random([SAVE_LOOP, str(a), str(b), str(target)], env, tmp_path, rng, check,
-                    rounds=3)
+                    rounds=2)
     _kill_at_random([SAVE_LOOP, str(a), str(b), str(target)], env, tmp_path, rng, check,
                     rounds=1, sig=signal.SIGINT)
     # a normal save afterwards sweeps what the killed ones left
@@ -368,4 +368,4 @@ def test_cache_builds_killed_at_random_points_are_never_read_half(tmp_path):
                                    "item_ids"}
             assert np.array_equal(arrays["timestamps"], np.arange(200_000))
 
-    _kill_at_random([CACHE_LOOP, str(source)], env, tmp_path, rng, check, rounds=3)
+    _kill_at_random([CACHE_LOOP, str(source)], env, tmp_path, rng, check, rounds=2)

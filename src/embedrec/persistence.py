@@ -26,8 +26,8 @@ from embedrec import __version__
 from embedrec.data.dataset import IdMap, Ratings
 from embedrec.errors import EmbedrecError
 from embedrec.io import (
-    OutputError, atomic_write_text, check_model_out, make_temp_dir, ordinary_permissions, read_json_limited,
-    recover_dir, replace_dir, sha256_file, sweep_stale,
+    OutputError, atomic_write_text, check_model_out, make_temp_dir, ordinary_permissions,
+    read_json_limited, recover_dir, replace_dir, sha256_file, sweep_stale,
 )
 from embedrec.models.baselines import BiasBaseline, GlobalMean, Popular
 from embedrec.models.inference import NEURAL_NAMES, EmbeddingScorer
