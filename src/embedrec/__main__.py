@@ -1,5 +1,3 @@
-import sys
+from embedrec.cli import run
 
-from embedrec.cli import main
-
-sys.exit(main())
+run()

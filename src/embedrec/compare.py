@@ -5,10 +5,8 @@ from __future__ import annotations
 import csv
 import json
 import logging
-import os
 import platform
 import sys
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +16,7 @@ import numpy as np
 from embedrec import __version__
 from embedrec.data.dataset import Ratings
 from embedrec.data.explore import data_profile
+from embedrec.io import RESULTS_MARKER, atomic_write_text, check_results_out
 from embedrec.evaluation.analysis import error_breakdown, learned_items
 from embedrec.experiment import fit_fallback, make_fold, run_one, splits
 from embedrec.models.registry import check_model_names, names
@@ -135,22 +134,6 @@ def versions() -> dict:
             "platform": platform.platform()}
 
 
-def atomic_write(path: Path, text: str) -> None:
-    """Write to a temporary file beside ``path``, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual permissions
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 CSV_COLUMNS = ("model", "seed", "fold", "rmse", "mae", "mse", "rmse_warm", "rmse_cold", "rmse_model_all",
                "k", "precision_at_k", "recall_at_k", "ndcg_at_k", "map_at_k", "hit_rate_at_k",
                "coverage_at_k", "popularity_at_k", "n_users_ranked",
@@ -161,17 +144,18 @@ CSV_COLUMNS = ("model", "seed", "fold", "rmse", "mae", "mse", "rmse_warm", "rmse
 def write_results(comparison: Comparison, out: Path) -> None:
     """results.json (records), results.csv (flat records), summary.json, settings.json, and
     analysis.json + data.json (the numbers behind the report's figures)."""
-    out = Path(out)
+    out = check_results_out(out)  # absent, empty, or an earlier results folder: nothing else
+    settings = dict(comparison.settings) | {RESULTS_MARKER: __version__}
     for name in ("analysis", "data"):
         if name in comparison.extras:
-            atomic_write(out / f"{name}.json", json.dumps(comparison.extras[name], indent=1))
-    atomic_write(out / "results.json", json.dumps(comparison.records, indent=1))
-    atomic_write(out / "settings.json", json.dumps(comparison.settings, indent=1))
-    atomic_write(out / "summary.json", json.dumps(comparison.summary(), indent=1))
+            atomic_write_text(out / f"{name}.json", json.dumps(comparison.extras[name], indent=1))
+    atomic_write_text(out / "results.json", json.dumps(comparison.records, indent=1))
+    atomic_write_text(out / "settings.json", json.dumps(settings, indent=1))
+    atomic_write_text(out / "summary.json", json.dumps(comparison.summary(), indent=1))
     import io
 
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, extrasaction="ignore")
     writer.writeheader()
     writer.writerows(comparison.records)
-    atomic_write(out / "results.csv", buf.getvalue())
+    atomic_write_text(out / "results.csv", buf.getvalue())

@@ -12,11 +12,8 @@ spec's numpy scorer, and the spec checks the arrays it stores.
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
-import os
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +32,10 @@ from embedrec.models.fallback import WithFallback
 from embedrec.models.registry import get as get_spec
 from embedrec.models.scorer import Scorer
 from embedrec.models.spec import ModelSpec, Shape
+from embedrec.io import (
+    OutputError, atomic_write_text, check_model_out, make_temp_dir, ordinary_permissions,
+    read_json_limited, recover_dir, replace_dir, sha256_file, sweep_stale,
+)
 
 FORMAT_VERSION = 2
 READABLE_VERSIONS = (1, 2)  # 1: embedrec 0.1 before the model registry (same arrays)
@@ -125,14 +126,6 @@ class ModelBundle:
         return self.spec.config_to_dict(self.config)
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _arrays(bundle: ModelBundle) -> dict[str, np.ndarray]:
     t = {f"model.{k}": np.array(v) for k, v in bundle.scorer.arrays().items()}  # own copies
     t |= {f"fallback.{k}": np.array(v, dtype=np.float64) for k, v in bundle.fallback.arrays().items()}
@@ -166,20 +159,17 @@ def save_model(bundle: ModelBundle, folder: str | Path) -> Path:
     An existing model folder is replaced; anything else already at ``folder`` (a file, or a
     folder that is not empty and holds no model) is refused, so nothing of the user's is lost.
     """
-    folder = Path(folder)
-    if folder.exists():
-        if not folder.is_dir():
-            raise ModelFileError(f"{folder}: is a file, not a model folder; choose another --out")
-        if any(folder.iterdir()) and not (folder / MANIFEST).is_file():
-            raise ModelFileError(f"{folder}: not empty and not a model folder; refusing to "
-                                 "replace it (choose another --out)")
+    try:
+        folder = check_model_out(folder)
+    except OutputError as exc:
+        raise ModelFileError(str(exc)) from exc
     folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700; a model folder is an ordinary folder
+    recover_dir(folder)  # first: an interrupted save's model may sit in .NAME.old
+    sweep_stale(folder.parent, (f".{folder.name}-*", f".{folder.name}.old"))
+    tmp = make_temp_dir(folder)
     try:
         save_file(_arrays(bundle), str(tmp / WEIGHTS), metadata={"format": "embedrec"})
+        ordinary_permissions(tmp / WEIGHTS)  # safetensors writes 0600; the manifest is 0644
         manifest = dict(bundle.manifest) | {
             "format_version": FORMAT_VERSION,
             "embedrec_version": __version__,
@@ -190,16 +180,10 @@ def save_model(bundle: ModelBundle, folder: str | Path) -> Path:
             "n_users": len(bundle.user_map), "n_items": len(bundle.item_map),
             "user_ids": _id_list(bundle.user_map.ids), "item_ids": _id_list(bundle.item_map.ids),
             "items": _items_json(bundle.item_info),
-            "weights_sha256": _sha256(tmp / WEIGHTS),
+            "weights_sha256": sha256_file(tmp / WEIGHTS),
         }
-        (tmp / MANIFEST).write_text(json.dumps(manifest), encoding="utf-8")
-        old = folder.with_name(f".{folder.name}.old")
-        if folder.exists():
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(folder, old)
-        os.replace(tmp, folder)
-        shutil.rmtree(old, ignore_errors=True)
-        return folder
+        atomic_write_text(tmp / MANIFEST, json.dumps(manifest))
+        return replace_dir(tmp, folder)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -212,13 +196,14 @@ def _fail(folder: Path, what: str) -> ModelFileError:
 def load_model(folder: str | Path) -> ModelBundle:
     """Load a model folder written by ``save_model``, verifying it first."""
     folder = Path(folder)
+    recover_dir(folder)  # a save interrupted between its two renames left the model in .NAME.old
     mpath, wpath = folder / MANIFEST, folder / WEIGHTS
     if not mpath.is_file() or not wpath.is_file():
         raise _fail(folder, f"not a model folder (needs {MANIFEST} and {WEIGHTS})")
     try:
-        manifest = json.loads(mpath.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise _fail(folder, f"{MANIFEST} is not valid JSON ({exc})") from exc
+        manifest = read_json_limited(mpath)
+    except EmbedrecError as exc:
+        raise ModelFileError(str(exc)) from exc
     if not isinstance(manifest, dict):
         raise _fail(folder, f"{MANIFEST} must hold a JSON object")
     version = manifest.get("format_version")
@@ -226,7 +211,7 @@ def load_model(folder: str | Path) -> ModelBundle:
         raise _fail(folder, f"unknown format version {version!r} (this embedrec reads "
                             f"{', '.join(map(str, READABLE_VERSIONS))}); retrain it with "
                             "`embedrec train --model NAME --out DIR`")
-    if _sha256(wpath) != manifest.get("weights_sha256"):
+    if sha256_file(wpath) != manifest.get("weights_sha256"):
         raise _fail(folder, f"{WEIGHTS} does not match the checksum in {MANIFEST} "
                             "(tampered with or truncated)")
     try:

@@ -256,7 +256,3 @@ def predict(bundle: ModelBundle, pairs: list[tuple[object, object]]) -> np.ndarr
     items = np.array([find_movie(bundle, m) for _, m in pairs], dtype=np.int64)
     return bundle.scored.predict(users, items)
 
-
-# the service imported these under their earlier private names
-_search_mask = search_mask
-_top_for_users = top_for_users

@@ -10,6 +10,8 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
+from rich.text import Text
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from embedrec.errors import EmbedrecError
@@ -68,6 +70,17 @@ def load_data(dataset: str, data: Path | None, *, download: bool = True,
         task = bar.add_task(f"downloading {dataset}", total=None)
         return load_movielens(dataset, data, download=download,
                               progress=lambda done, total: bar.update(task, completed=done, total=total))
+
+
+def cell(value) -> Text:
+    """A table cell holding ``value`` as plain text: titles, ids and names from a data file or a
+    model folder are never read as rich markup ("[red]", "[/oops]", "[link=...]")."""
+    return Text(f"{value:.3f}" if isinstance(value, float) else str(value))
+
+
+def safe(value) -> str:
+    """``value`` escaped for a string that is printed with markup (e.g. inside "[bold]...[/]")."""
+    return escape(str(value))
 
 
 def split_models(models: list[str]) -> list[str]:

@@ -10,7 +10,7 @@ from rich.table import Table
 
 from embedrec.cli.common import (
     DataOpt, DatasetOpt, ItemsOpt, NoDownloadOpt, SetOpt, app, load_data, mean_std,
-    model_names_help, out, parse_settings, progress_bar, split_models,
+    model_names_help, out, parse_settings, progress_bar, safe, split_models,
 )
 
 RATING_COLUMNS = [("RMSE", "rmse", 4), ("MAE", "mae", 4), ("RMSE warm", "rmse_warm", 4),
@@ -37,7 +37,7 @@ def _summary_table(title: str, rows: list[dict], columns, k: int, params: bool) 
 def print_summary(comparison) -> None:
     settings = comparison.settings
     k, rows = settings["k"], comparison.summary()
-    out.print(f"[bold]{settings['dataset']}[/]: {settings['split']} split, preset "
+    out.print(f"[bold]{safe(settings['dataset'])}[/]: {settings['split']} split, preset "
               f"{settings['preset']['name']}, {len(settings['seeds'])} seed(s), mean ± std")
     out.print(_summary_table("rating prediction (test rows)", rows, RATING_COLUMNS, k, True))
     out.print(_summary_table(
@@ -81,6 +81,10 @@ def compare(
     """Train and compare models on one split; print mean ± std over seeds."""
     from embedrec.compare import run_comparison, write_results
     from embedrec.presets import get_preset
+    from embedrec.io import check_results_out
+
+    if out_dir is not None:
+        check_results_out(out_dir)  # before any work: never train for minutes, then refuse
 
     chosen = get_preset(preset).with_overrides(epochs=epochs, batch_size=batch_size, engine=engine,
                                                lr=lr, l2=l2, valid_fraction=valid_fraction,
@@ -106,4 +110,4 @@ def compare(
 
             build_report(out_dir)
             written += ", report.html, figures/"
-        out.print(f"wrote {out_dir}/: {written}")
+        out.print(f"wrote {out_dir}/: {written}", markup=False, highlight=False)

@@ -10,7 +10,8 @@ import typer
 from rich.table import Table
 
 from embedrec.cli.common import (
-    DataOpt, DatasetOpt, ItemsOpt, NoDownloadOpt, progress_bar, data_app, load_data, out,
+    DataOpt, DatasetOpt, ItemsOpt, NoDownloadOpt, cell, data_app, load_data, out, progress_bar,
+    safe,
 )
 
 
@@ -24,22 +25,25 @@ def data_list() -> None:
         table.add_column(col)
     for r in RELEASES.values():
         table.add_row(r.name, f"{r.n_ratings:,}", f"{r.scale[0]:g}-{r.scale[1]:g}",
-                      r.md5 or "(read at download)", r.url)
+                      r.md5 or ("(files pinned)" if r.file_md5 else "(read at download)"), r.url)
     out.print(table)
 
 
 @data_app.command("fetch")
 def data_fetch(dataset: Annotated[str, typer.Argument(help="Release name.")] = "ml-latest-small",
-               data: DataOpt = None) -> None:
+               data: DataOpt = None,
+               trust_mirror: Annotated[bool, typer.Option(
+                   "--trust-mirror", help="Accept a download embedrec has no checksum for "
+                   "(the mirror's own .md5 is trusted).")] = False) -> None:
     """Find or download a release, verify it, and print where it is."""
     from embedrec.data.fetch import locate
     from embedrec.data.registry import get_release
 
     with progress_bar() as bar:
         task = bar.add_task(f"downloading {dataset}", total=None)
-        folder = locate(get_release(dataset), data,
+        folder = locate(get_release(dataset), data, trust_mirror=trust_mirror or None,
                         progress=lambda done, total: bar.update(task, completed=done, total=total))
-    out.print(str(folder))
+    out.print(str(folder), markup=False, highlight=False)
 
 
 @data_app.command("synth")
@@ -55,7 +59,8 @@ def data_synth(
 
     folder = write_synthetic(SynthConfig(n_users=users, n_items=items, n_ratings=ratings,
                                          seed=seed), out_dir)
-    out.print(f"wrote {ratings:,} ratings of {users:,} users on {items:,} movies to {folder}")
+    out.print(f"wrote {ratings:,} ratings of {users:,} users on {items:,} movies to {folder}",
+              markup=False, highlight=False)
 
 
 @data_app.command("info")
@@ -72,11 +77,11 @@ def data_info(dataset: DatasetOpt = None, data: DataOpt = None,
         info["crosstab"] = json.loads(cross.to_json(orient="split"))
         out.print_json(json.dumps(info))
         return
-    out.print(f"[bold]{info['name']}[/]: {info['n_ratings']:,} ratings, {info['n_users']:,} users, "
+    out.print(f"[bold]{safe(info['name'])}[/]: {info['n_ratings']:,} ratings, {info['n_users']:,} users, "
               f"{info['n_items']:,} rated items" + (f" ({info['n_items_listed']:,} listed)"
                                                     if info["n_items_listed"] else ""))
     out.print(f"scale {info['scale'][0]:g} to {info['scale'][1]:g}, mean {info['mean_rating']:.3f}, "
-              f"density {info['density']:.4%}, md5 {info['md5']}")
+              f"density {info['density']:.4%}, md5 {info['md5']}", markup=False)
     for key in ("ratings_per_user", "ratings_per_item"):
         d = info[key]
         out.print(f"{key.replace('_', ' ')}: min {d['min']}, median {d['median']:g}, "
@@ -86,12 +91,12 @@ def data_info(dataset: DatasetOpt = None, data: DataOpt = None,
     dist.add_column("count", justify="right")
     dist.add_column("share", justify="right")
     for value, count in info["ratings"].items():
-        dist.add_row(value, f"{count:,}", f"{count / info['n_ratings']:.1%}")
+        dist.add_row(cell(value), f"{count:,}", f"{count / info['n_ratings']:.1%}")
     out.print(dist)
     grid = Table(title=f"ratings of the {top} most active users (rows) for the {top} most rated movies")
     grid.add_column("userId", justify="right")
     for movie in cross.columns:
-        grid.add_column(str(movie), justify="right")
+        grid.add_column(cell(movie), justify="right")
     for user, row in cross.iterrows():
-        grid.add_row(str(user), *("" if v != v else f"{v:g}" for v in row))
+        grid.add_row(cell(user), *("" if v != v else f"{v:g}" for v in row))
     out.print(grid)

@@ -10,8 +10,8 @@ import typer
 from rich.table import Table
 
 from embedrec.cli.common import (
-    DataOpt, DatasetOpt, ItemsOpt, NoDownloadOpt, SetOpt, progress_bar, app, err, load_data,
-    model_names_help, out, parse_settings,
+    DataOpt, DatasetOpt, ItemsOpt, NoDownloadOpt, SetOpt, app, cell, err, load_data,
+    model_names_help, out, parse_settings, progress_bar,
 )
 from embedrec.errors import EmbedrecError
 
@@ -38,7 +38,10 @@ def train(
     from embedrec.experiment import train_bundle
     from embedrec.models.registry import get
     from embedrec.persistence import save_model
+    from embedrec.io import check_model_out
     from embedrec.presets import get_preset
+
+    check_model_out(out_dir)  # before any work: never train for minutes, then refuse
 
     get(model)  # an unknown model fails before the data is read
     chosen = get_preset(preset).with_overrides(epochs=epochs, batch_size=batch_size, engine=engine,
@@ -52,18 +55,19 @@ def train(
     save_model(bundle, out_dir)
     metrics = bundle.manifest.get("metrics") or {}
     extra = f", test RMSE {metrics['rmse']:.4f}" if metrics else ""
-    out.print(f"saved {model} trained on {bundle.manifest['n_train']:,} ratings to {out_dir}{extra}")
+    out.print(f"saved {model} trained on {bundle.manifest['n_train']:,} ratings to {out_dir}{extra}",
+              markup=False, highlight=False)
 
 
 def _print_frame(frame, title: str, as_json: bool) -> None:
     if as_json:
         out.print_json(frame.to_json(orient="records"))
         return
-    table = Table(title=title)
+    table = Table(title=cell(title))  # titles and ids are data: never rich markup
     for col in frame.columns:
-        table.add_column(str(col), justify="right" if col in ("movieId", "score") else "left")
+        table.add_column(cell(col), justify="right" if col in ("movieId", "score") else "left")
     for row in frame.itertuples(index=False):
-        table.add_row(*(f"{v:.3f}" if isinstance(v, float) else str(v) for v in row))
+        table.add_row(*(cell(v) for v in row))
     out.print(table)
 
 
@@ -126,6 +130,8 @@ def recommend(
     if all_users:
         if out_file is None:
             raise EmbedrecError("--all-users needs --out FILE")
+        if str(out_file).strip() in ("", ".") or out_file.is_dir():
+            raise EmbedrecError(f"--out {str(out_file)!r}: give a file name for the CSV")
         import pandas as pd
 
         from embedrec.recommender import topn_device
@@ -137,10 +143,10 @@ def recommend(
                               "rank": np.tile(np.arange(1, items.shape[1] + 1), n)[real],
                               "movieId": bundle.item_map.raw(items.ravel()[real]),
                               "score": scores.ravel()[real]})
-        from embedrec.compare import atomic_write  # noqa: I001
+        from embedrec.io import atomic_write_text as atomic_write
 
         atomic_write(out_file, frame.to_csv(index=False))
-        out.print(f"wrote top-{k} for {n:,} users to {out_file}")
+        out.print(f"wrote top-{k} for {n:,} users to {out_file}", markup=False, highlight=False)
         return
     rated = _parse_rate(rate) + (_read_rates_csv(ratings_file) if ratings_file else [])
     if user is not None and rated:

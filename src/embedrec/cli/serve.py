@@ -17,14 +17,17 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to bind (loopback unless you say so).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
     cors_origin: Annotated[list[str], typer.Option(help="Allow this browser origin (repeat).")] = [],
+    docs: Annotated[bool, typer.Option("--docs", help="Serve interactive API docs at /docs "
+                                       "(needs the fastapi-offline package; never a CDN).")] = False,
 ) -> None:
-    """Serve a model over HTTP: a JSON API (docs at /docs) and a web page at /."""
+    """Serve a model over HTTP: a JSON API (schema at /openapi.json) and a web page at /."""
     import socket
-
-    import uvicorn
 
     from embedrec.persistence import load_model
     from embedrec.serve import create_app
+    import uvicorn
+
+    from embedrec.serve.server import server_config
 
     load_model(model_dir)  # fail here, with a one-line error, rather than inside the server
     with socket.socket() as probe:
@@ -32,9 +35,11 @@ def serve(
             probe.bind((host, port))
         except OSError as exc:
             raise EmbedrecError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
-    app_ = create_app(model_dir, cors_origins=tuple(cors_origin))
-    err.print(f"serving {model_dir} on http://{host}:{port}/ (API docs at /docs)")
-    uvicorn.run(app_, host=host, port=port, log_level="warning")
+    app_ = create_app(model_dir, cors_origins=tuple(cors_origin), docs=docs)
+    where = "API docs at /docs" if docs else "API schema at /openapi.json"
+    err.print(f"serving {model_dir} on http://{host}:{port}/ ({where})", markup=False,
+              highlight=False)
+    uvicorn.Server(server_config(app_, host=host, port=port)).run()
 
 
 @app.command("report")
@@ -43,4 +48,4 @@ def report_cmd(folder: Annotated[Path, typer.Argument(help="A folder written by 
     """Rebuild report.html (and figures/) from a results folder, without retraining."""
     from embedrec.reports import build_report
 
-    out.print(f"wrote {build_report(folder)}")
+    out.print(f"wrote {build_report(folder)}", markup=False, highlight=False)

@@ -4,14 +4,15 @@ The cache sits next to the data (``.embedrec-cache/`` beside the ratings file) w
 is writable, else under ``$XDG_CACHE_HOME/embedrec/encoded``. It is keyed by the ratings file's
 md5 and the options that shaped the encoding (scale, duplicate policy, columns), so it is
 rebuilt whenever the source or the options change and never used when stale. A damaged cache
-is ignored and rebuilt. Writes go to a temporary folder renamed into place.
+is ignored and rebuilt. Writes go to a temporary folder swapped into place with renames
+(``embedrec.io.replace_dir``), so a killed process leaves the old cache or the new one, never part
+of one; temporaries it leaves are swept by the next build.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -19,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from embedrec.data.fetch import cache_dir
+from embedrec.io import recover_dir, replace_dir, sweep_stale
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +37,7 @@ def _folder(source: Path, md5: str) -> list[Path]:
 def load(source: Path, md5: str, options: dict) -> dict | None:
     """The cached arrays and manifest for ``source``, or None when absent or stale."""
     for folder in _folder(source, md5):
+        recover_dir(folder)  # a build killed between its two renames left it in .NAME.old
         manifest_path = folder / "manifest.json"
         if not manifest_path.is_file():
             continue
@@ -64,6 +67,8 @@ def store(source: Path, md5: str, options: dict, arrays: dict[str, np.ndarray],
     for folder in _folder(source, md5):
         try:
             folder.parent.mkdir(parents=True, exist_ok=True)
+            recover_dir(folder)
+            sweep_stale(folder.parent, (".tmp-*", ".*.old"))
             tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=folder.parent))
         except OSError:
             continue
@@ -72,14 +77,15 @@ def store(source: Path, md5: str, options: dict, arrays: dict[str, np.ndarray],
                 if array is not None:
                     np.save(tmp / f"{name}.npy", np.ascontiguousarray(array), allow_pickle=False)
             (tmp / "manifest.json").write_text(json.dumps(manifest))
-            if folder.exists():
-                shutil.rmtree(folder)
-            os.replace(tmp, folder)
+            replace_dir(tmp, folder)
             _drop_older(folder)
             return folder
         except (OSError, ValueError) as exc:
             log.warning("could not write the cache %s (%s)", folder, exc)
             shutil.rmtree(tmp, ignore_errors=True)
+        except BaseException:  # interrupted: leave no temporary behind
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
     return None
 
 

@@ -15,6 +15,7 @@ import shutil
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import zipfile
 from collections.abc import Callable
@@ -22,6 +23,7 @@ from pathlib import Path
 
 from embedrec.data.registry import BASE_URL, LICENCE, Release
 from embedrec.errors import DataError, DownloadError
+from embedrec.io import sweep_stale
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +38,28 @@ def cache_dir() -> Path:
 
 
 def mirror_url() -> str:
+    """The base URL releases are downloaded from: ``$EMBEDREC_MIRROR`` or GroupLens."""
     url = os.environ.get("EMBEDREC_MIRROR") or BASE_URL
+    check_url(url, "EMBEDREC_MIRROR")
     return url if url.endswith("/") else url + "/"
+
+
+def check_url(url: str, what: str) -> str:
+    """Refuse anything but an http(s) or file URL, with a one-line error."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018  (raises ValueError for a bad port)
+    except ValueError as exc:
+        raise DownloadError(f"{what} {url!r} is not a valid URL ({exc})") from None
+    if parts.scheme in ("http", "https") and parts.hostname:
+        return url
+    if parts.scheme == "file" and parts.path:
+        return url
+    raise DownloadError(f"{what} {url!r} is not a URL: expected http://, https:// or file://")
+
+
+def trust_mirror_default() -> bool:
+    return os.environ.get("EMBEDREC_TRUST_MIRROR", "").strip().lower() in ("1", "true", "yes")
 
 
 def md5_of(path: Path, chunk: int = 1 << 20) -> str:
@@ -62,8 +84,13 @@ def locate(
     *,
     download: bool = True,
     progress: ProgressFn | None = None,
+    trust_mirror: bool | None = None,
 ) -> Path:
-    """Return the folder holding ``release``'s files, downloading it if needed."""
+    """Return the folder holding ``release``'s files, downloading it if needed.
+
+    ``trust_mirror`` (default: ``$EMBEDREC_TRUST_MIRROR``) accepts a download whose checksum
+    embedrec cannot check against one it knows (the mirror's own ``.md5`` is then trusted).
+    """
     looked: list[str] = []
     if data is not None:
         path = Path(data).expanduser()
@@ -92,7 +119,7 @@ def locate(
     if not download:
         raise DownloadError(_missing_message(release, looked, "downloads are switched off"))
     try:
-        return download_release(release, progress=progress)
+        return download_release(release, progress=progress, trust_mirror=trust_mirror)
     except DownloadError as exc:
         raise DownloadError(_missing_message(release, looked, str(exc))) from exc
 
@@ -122,6 +149,8 @@ def _with_retries(what: str, fn: Callable[[], None], retries: int, backoff: floa
         try:
             fn()
             return
+        except ValueError as exc:  # urllib: unknown url type and the like
+            raise DownloadError(f"{what}: {exc}") from exc
         except (urllib.error.URLError, OSError, TimeoutError) as exc:
             client_error = isinstance(exc, urllib.error.HTTPError) and 400 <= exc.code < 500
             if attempt == retries or client_error:  # a 404 will not go away by retrying
@@ -130,8 +159,14 @@ def _with_retries(what: str, fn: Callable[[], None], retries: int, backoff: floa
             time.sleep(backoff * attempt)
 
 
-def expected_md5(release: Release, base: str, retries: int = 3, backoff: float = 1.0) -> str:
-    """The md5 to check the zip against: the registry's, confirmed by the live ``.md5`` file."""
+def expected_md5(release: Release, base: str, retries: int = 3, backoff: float = 1.0,
+                 trust_mirror: bool = False) -> str:
+    """The md5 to check the zip against: the registry's, confirmed by the live ``.md5`` file.
+
+    A release without a registry md5 is checked against the mirror's ``.md5`` (to catch a
+    damaged transfer) and, after unpacking, against the pinned md5 of its files; one with
+    neither is refused unless ``trust_mirror``.
+    """
     url = f"{base}{release.name}.zip.md5"
     with tempfile.TemporaryDirectory() as tmp:
         target = Path(tmp) / "md5"
@@ -148,6 +183,11 @@ def expected_md5(release: Release, base: str, retries: int = 3, backoff: float =
     md5 = release.md5 or live
     if md5 is None:
         raise DownloadError(f"no checksum known for {release.name} and {url} is unreachable")
+    if release.md5 is None and not release.file_md5 and not trust_mirror:
+        raise DownloadError(
+            f"embedrec knows no checksum for {release.name}, so it cannot check what {base} "
+            "serves; set EMBEDREC_TRUST_MIRROR=1 (or pass --trust-mirror) to accept the "
+            "mirror's own .md5")
     return md5
 
 
@@ -159,12 +199,19 @@ def download_release(
     progress: ProgressFn | None = None,
     retries: int = 3,
     backoff: float = 1.0,
+    trust_mirror: bool | None = None,
 ) -> Path:
-    """Download ``release`` into the cache, check its md5 and unpack it; return its folder."""
-    base = base or mirror_url()
+    """Download ``release`` into the cache, check its md5 and unpack it; return its folder.
+
+    An interrupted download (Ctrl-C, SIGTERM) removes its ``.part`` file; those a killed
+    process left behind are removed by the next download.
+    """
+    base = check_url(base, "mirror") if base else mirror_url()
+    trust = trust_mirror_default() if trust_mirror is None else trust_mirror
     root = dest_root or cache_dir()
     root.mkdir(parents=True, exist_ok=True)
-    md5 = expected_md5(release, base, retries, backoff)
+    sweep_stale(root, (f".{release.name}-*.zip.part", f".{release.name}-*"))
+    md5 = expected_md5(release, base, retries, backoff, trust_mirror=trust)
     url = f"{base}{release.name}.zip"
     log.info("downloading %s from %s. %s", release.name, url, LICENCE)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{release.name}-", suffix=".zip.part", dir=root)
@@ -175,7 +222,8 @@ def download_release(
         got = md5_of(tmp_zip)
         if got != md5:
             raise DownloadError(f"{url}: md5 {got} does not match the expected {md5}")
-        final = _unpack(tmp_zip, release, root / release.name)
+        final = _unpack(tmp_zip, release, root / release.name,
+                        check_files=release.file_md5 and not trust)
         (final / "embedrec-source.txt").write_text(f"url={url}\nmd5={md5}\n")
         return final
     finally:
@@ -191,25 +239,78 @@ def _unpack_local_zip(path: Path, release: Release) -> Path:
     return found if found else _unpack(path, release, target)
 
 
-def _unpack(zip_path: Path, release: Release, target: Path) -> Path:
-    """Extract into a temporary sibling of ``target``, then rename it into place."""
+MAX_UNPACKED = 8 << 30  # bytes: ml-32m's files are about 0.9 GB
+MAX_RATIO = 100  # uncompressed / compressed size of a member; MovieLens files are about 3 to 6
+RATIO_FLOOR = 1 << 20  # members smaller than this are not ratio-checked
+
+
+def _members(zf: zipfile.ZipFile, zip_path: Path, release: Release) -> list[zipfile.ZipInfo]:
+    """The members a release needs (its ratings and items files), after the safety checks."""
+    names = zf.namelist()
+    for member in names:  # refuse absolute paths and ../ escapes anywhere in the archive
+        parts = member.replace("\\", "/").split("/")
+        if member.startswith(("/", "\\")) or ".." in parts or ":" in parts[0]:
+            raise DataError(f"{zip_path}: unsafe member path {member!r}")
+    infos = {info.filename: info for info in zf.infolist()}
+    for prefix in ("", f"{release.folder}/", f"{release.name}/"):
+        if f"{prefix}{release.ratings.file}" in infos:
+            wanted = [infos[f"{prefix}{f}"] for f in (release.ratings.file, release.items.file)
+                      if f"{prefix}{f}" in infos]
+            break
+    else:
+        raise DataError(f"{zip_path}: no {release.folder}/{release.ratings.file} inside")
+    total = sum(info.file_size for info in wanted)
+    if total > MAX_UNPACKED:
+        raise DataError(f"{zip_path}: would unpack {total:,} bytes, over the limit of "
+                        f"{MAX_UNPACKED:,}")
+    for info in wanted:
+        if info.file_size > RATIO_FLOOR and info.file_size > MAX_RATIO * max(info.compress_size, 1):
+            raise DataError(f"{zip_path}: {info.filename} expands {info.file_size:,} bytes from "
+                            f"{info.compress_size:,} (over {MAX_RATIO}x): refusing a zip bomb")
+    return wanted
+
+
+def _extract(zf: zipfile.ZipFile, info: zipfile.ZipInfo, dest: Path) -> None:
+    """Copy one member, never writing more than its declared size."""
+    left = info.file_size
+    with zf.open(info) as src, open(dest, "wb") as out:
+        while block := src.read(1 << 20):
+            left -= len(block)
+            if left < 0:
+                raise DataError(f"{info.filename}: larger than its declared size")
+            out.write(block)
+
+
+def _check_files(folder: Path, release: Release, zip_path: Path) -> None:
+    for name, expected in release.file_md5:
+        path = folder / name
+        got = md5_of(path) if path.is_file() else None
+        if got != expected:
+            raise DownloadError(
+                f"{zip_path}: {name} has md5 {got} but the {release.name} release embedrec "
+                f"knows has {expected} (a changed release or a hostile mirror); set "
+                "EMBEDREC_TRUST_MIRROR=1 (or pass --trust-mirror) to accept it")
+
+
+def _unpack(zip_path: Path, release: Release, target: Path, *, check_files: bool = False) -> Path:
+    """Extract the release's files into a temporary sibling of ``target``, then rename it into
+    place. Only the ratings and items files are extracted, within size and ratio limits."""
     target.parent.mkdir(parents=True, exist_ok=True)
+    sweep_stale(target.parent, (f".{target.name}-*",))
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
         with zipfile.ZipFile(zip_path) as zf:
-            for member in zf.namelist():  # refuse absolute paths and ../ escapes
-                resolved = (tmp / member).resolve()
-                if not resolved.is_relative_to(tmp.resolve()):
-                    raise DataError(f"{zip_path}: unsafe member path {member!r}")
-            zf.extractall(tmp)
-        inner = _release_dir(tmp, release)
-        if inner is None:
-            raise DataError(f"{zip_path}: no {release.folder}/{release.ratings.file} inside")
+            for info in _members(zf, zip_path, release):
+                _extract(zf, info, tmp / Path(info.filename).name)
+        if check_files:
+            _check_files(tmp, release, zip_path)
         if target.exists():
             shutil.rmtree(target)
-        inner.rename(target)
+        tmp.rename(target)
         return target
-    except zipfile.BadZipFile as exc:
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError) as exc:
         raise DataError(f"{zip_path}: not a valid zip file ({exc})") from exc
+    except RuntimeError as exc:  # an encrypted member
+        raise DataError(f"{zip_path}: cannot read ({exc})") from exc
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

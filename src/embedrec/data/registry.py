@@ -40,6 +40,9 @@ class Release:
     scale: tuple[float, float]  # declared rating range
     n_ratings: int  # number of ratings the README announces
     genre_flags: tuple[str, ...] = ()  # ml-100k: one 0/1 column per genre instead of a list
+    # md5 of the unpacked files, checked after a download: pins a release whose zip md5 is not
+    # fixed, so that a mirror cannot serve anything else
+    file_md5: tuple[tuple[str, str], ...] = ()
 
     @property
     def url(self) -> str:
@@ -71,6 +74,9 @@ RELEASES: dict[str, Release] = {
         Release(
             name="ml-latest-small", folder="ml-latest-small", md5=None,
             ratings=_CSV_RATINGS, items=_CSV_MOVIES, scale=(0.5, 5.0), n_ratings=100_836,
+            # the 2018-09-26 release (the current one): ratings.csv and movies.csv
+            file_md5=(("ratings.csv", "325a6f09399d1c45671f187505e1a100"),
+                      ("movies.csv", "ed94fab72b62442ef8150d9446e000d6")),
         ),
         Release(
             name="ml-100k", folder="ml-100k", md5="0e33842e24a9c977be4e0107933c0723",

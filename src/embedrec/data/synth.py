@@ -176,9 +176,11 @@ def write_synthetic(cfg: SynthConfig, out: str | Path) -> Path:
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
-    from embedrec.compare import atomic_write
+    from embedrec.io import atomic_write_text as atomic_write
 
-    out = Path(out)
+    from embedrec.io import check_synth_out
+
+    out = check_synth_out(out)  # absent, empty or an earlier synth folder: nothing else
     out.mkdir(parents=True, exist_ok=True)
     ratings, movies = synthesize(cfg)
     # ratings as MovieLens writes them ("4.0", not "4"): a dictionary of the ten star values
@@ -190,10 +192,15 @@ def write_synthetic(cfg: SynthConfig, out: str | Path) -> Path:
         "timestamp": ratings["timestamp"].to_numpy(),
     })
     tmp = out / ".ratings.csv.part"
-    with open(tmp, "wb") as fh:
-        fh.write(b"userId,movieId,rating,timestamp\n")
-        pacsv.write_csv(table, fh, pacsv.WriteOptions(include_header=False, quoting_style="none"))
-    tmp.replace(out / "ratings.csv")
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(b"userId,movieId,rating,timestamp\n")
+            pacsv.write_csv(table, fh, pacsv.WriteOptions(include_header=False,
+                                                          quoting_style="none"))
+        tmp.replace(out / "ratings.csv")
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     atomic_write(out / "movies.csv", movies.to_csv(index=False))
     atomic_write(out / "synth.json", json.dumps(cfg.__dict__, indent=1))
     return out

@@ -151,7 +151,7 @@ figcaption{color:#555;font-size:.9em} pre{background:#f6f6f6;padding:.8em;overfl
 
 def build_report(folder: str | Path) -> Path:
     """Write figures/*.png, figures.json and report.html into ``folder``; return the report."""
-    from embedrec.compare import atomic_write
+    from embedrec.io import atomic_write_text as atomic_write
 
     folder = Path(folder)
     res = fig_data.load_results(folder)

@@ -8,9 +8,16 @@ from pydantic import BaseModel, ConfigDict, Field
 
 MAX_K = 100
 MAX_ITEMS = 1_000  # ratings or pairs per request
-MovieId = Annotated[int, Field(ge=0, le=2**62, description="A MovieLens movieId.")]
-UserId = Annotated[int, Field(ge=0, le=2**62, description="A MovieLens userId.")]
-K = Annotated[int, Field(ge=1, le=MAX_K, description="How many movies to return.")]
+MAX_ID_LEN = 200  # characters of a string id
+# Ids are the model's own: integers (MovieLens) or strings (a ratings file with ids like "m15").
+# Numbers are strict: true is not 1, "4" is not 4.
+_IntId = Annotated[int, Field(strict=True, ge=-(2**63), le=2**63 - 1)]
+_StrId = Annotated[str, Field(min_length=1, max_length=MAX_ID_LEN)]
+MovieId = Annotated[_IntId | _StrId, Field(description="A movie id, of the model's id type.")]
+UserId = Annotated[_IntId | _StrId, Field(description="A user id, of the model's id type.")]
+K = Annotated[int, Field(strict=True, ge=1, le=MAX_K, description="How many movies to return.")]
+Rating = Annotated[float, Field(strict=True, allow_inf_nan=False,
+                                description="On the model's rating scale (see GET /model).")]
 
 
 class Strict(BaseModel):
@@ -30,7 +37,7 @@ class ScoredMovie(Movie):
 
 class Rated(Strict):
     movie_id: MovieId
-    rating: float = Field(description="On the model's rating scale (see GET /model).")
+    rating: Rating
 
 
 class NewUserRequest(Strict):
@@ -42,7 +49,7 @@ class NewUserResponse(BaseModel):
     items: list[ScoredMovie]
     n_given: int
     n_used: int = Field(description="Ratings of movies the model knows.")
-    unknown_movie_ids: list[int]
+    unknown_movie_ids: list[int | str]
 
 
 class Recommendations(BaseModel):
@@ -65,8 +72,8 @@ class PredictRequest(Strict):
 
 
 class Prediction(BaseModel):
-    user_id: int
-    movie_id: int
+    user_id: int | str
+    movie_id: int | str
     rating: float
 
 
