@@ -22,7 +22,7 @@ from embedrec.data.fetch import cache_dir
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: ids typed as labels, seconds timestamps, blank lines
 ARRAYS = ("users", "items", "ratings", "timestamps", "user_ids", "item_ids")
 
 
