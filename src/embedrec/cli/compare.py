@@ -9,8 +9,8 @@ import typer
 from rich.table import Table
 
 from embedrec.cli.common import (
-    DataOpt, DatasetOpt, ItemsOpt, NoDownloadOpt, _fmt, _progress, _split_models, app, load_data,
-    out,
+    DataOpt, DatasetOpt, DuplicatesOpt, IdTypeOpt, ItemsOpt, NoDownloadOpt, ScaleOpt, _fmt,
+    _progress, _split_models, app, load_data, out,
 )
 
 RATING_COLUMNS = [("RMSE", "rmse", 4), ("MAE", "mae", 4), ("RMSE warm", "rmse_warm", 4),
@@ -75,6 +75,9 @@ def compare(
     report: Annotated[bool, typer.Option("--report/--no-report",
                                          help="With --out: also write report.html.")] = True,
     no_download: NoDownloadOpt = False,
+    scale: ScaleOpt = None,
+    id_type: IdTypeOpt = "auto",
+    duplicates: DuplicatesOpt = "last",
 ) -> None:
     """Train and compare models on one split; print mean ± std over seeds."""
     from embedrec.compare import run_comparison, write_results
@@ -83,7 +86,8 @@ def compare(
     chosen = get_preset(preset).with_overrides(epochs=epochs, batch_size=batch_size, engine=engine,
                                                lr=lr, l2=l2, valid_fraction=valid_fraction,
                                                top_k=k, relevance_threshold=relevant)
-    ratings = load_data(dataset, data, download=not no_download, items=items)
+    ratings = load_data(dataset, data, download=not no_download, items=items, scale=scale,
+                        id_type=id_type, duplicates=duplicates)
     with _progress() as bar:
         tasks: dict[str, int] = {}
 

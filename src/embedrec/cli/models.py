@@ -10,7 +10,8 @@ import typer
 from rich.table import Table
 
 from embedrec.cli.common import (
-    DataOpt, DatasetOpt, ItemsOpt, NoDownloadOpt, _progress, app, err, load_data, out,
+    DataOpt, DatasetOpt, DuplicatesOpt, IdTypeOpt, ItemsOpt, NoDownloadOpt, ScaleOpt, _progress,
+    app, err, load_data, out,
 )
 from embedrec.errors import EmbedrecError
 
@@ -30,6 +31,9 @@ def train(
     engine: Annotated[Optional[str], typer.Option(help="fast or exact.")] = None,
     items: ItemsOpt = None,
     no_download: NoDownloadOpt = False,
+    scale: ScaleOpt = None,
+    id_type: IdTypeOpt = "auto",
+    duplicates: DuplicatesOpt = "last",
 ) -> None:
     """Train one model and save it (safetensors weights + JSON manifest)."""
     from embedrec.persistence import save_model
@@ -37,7 +41,8 @@ def train(
     from embedrec.training.pipeline import train_bundle
 
     chosen = get_preset(preset).with_overrides(epochs=epochs, batch_size=batch_size, engine=engine)
-    ratings = load_data(dataset, data, download=not no_download, items=items)
+    ratings = load_data(dataset, data, download=not no_download, items=items, scale=scale,
+                        id_type=id_type, duplicates=duplicates)
     with _progress() as bar:
         task = bar.add_task(f"training {model}", total=None)
         bundle = train_bundle(ratings, model, chosen, seed=seed, split=split,

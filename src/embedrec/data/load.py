@@ -242,19 +242,32 @@ def _source(path: Path, md5: str, n_dup: int, policy: str, blank: int, inferred:
                          "item": kind.get(np.asarray(items).dtype.kind, "str")}}
 
 
+def describe_load(data: Ratings) -> str:
+    """One line on what loading did: scale (declared or inferred), duplicates, blank lines."""
+    src = data.source
+    scale = f"scale {data.scale[0]:g} to {data.scale[1]:g}"
+    scale += (" inferred from the data (declare it with --scale LOW,HIGH)"
+              if src.get("scale_inferred") else "")
+    text = (f"{data.name}: {len(data):,} ratings; {scale}; {src.get('duplicates', 0):,} duplicate "
+            f"(user, item) rows resolved by policy {src.get('duplicate_policy', 'last')}")
+    if src.get("blank_lines"):
+        text += f"; {src['blank_lines']:,} blank line(s) skipped"
+    return text
+
+
 def _report(data: Ratings) -> None:
     """Log what a load did to the file (every load, the cached ones too)."""
     src = data.source
     path = src.get("path", data.name)
     if src.get("blank_lines"):
-        log.warning("%s: skipped %d blank line(s)", path, src["blank_lines"])
+        log.info("%s: skipped %d blank line(s)", path, src["blank_lines"])
     if src.get("duplicates"):
         log.warning("%s: %d duplicate (user, item) rows resolved by policy %r", path,
                     src["duplicates"], src.get("duplicate_policy"))
     else:
         log.info("%s: no duplicate (user, item) rows (policy %r)", path, src.get("duplicate_policy"))
     if src.get("scale_inferred"):
-        log.warning("%s: rating scale %g to %g inferred from the data; declare it with "
+        log.info("%s: rating scale %g to %g inferred from the data; declare it with "
                     "--scale LOW,HIGH (scale=(LOW, HIGH) in Python)", path, *data.scale)
 
 
