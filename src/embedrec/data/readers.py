@@ -508,8 +508,12 @@ def read_items(path: Path, fmt: TableFormat, genre_flags: tuple[str, ...] = (), 
 def sniff_format(path: Path, sep: str | None) -> TableFormat:
     """A TableFormat for a user's own CSV/TSV file with a header row."""
     if sep is None:
+        head = ""
         with open(path, "rb") as fh:
-            head = fh.readline().decode("utf-8", errors="replace")
+            for raw in fh:  # the first line that is not blank
+                head = raw.decode("utf-8", errors="replace")
+                if head.strip():
+                    break
         sep = "\t" if head.count("\t") > head.count(",") else ","
     # utf-8-sig: reads plain UTF-8 too, and drops the byte-order mark spreadsheets write
     return TableFormat(file=path.name, sep=sep, header=True, encoding="utf-8-sig", columns=())
