@@ -13,17 +13,18 @@ def printable(text: object) -> str:
 
 
 class EmbedrecError(Exception):
-    """Base class: something the user can fix (bad input, missing data, bad settings)."""
+    """Base class: something the user can fix (bad input, missing data, bad settings).
 
-
-class DataError(EmbedrecError):
-    """A ratings or items file is missing, unreadable or malformed.
-
-    The message can quote the file (names, values), so control characters are replaced.
+    The message can quote a file or an argument (names, values), so its control characters are
+    replaced: it is always one printable line.
     """
 
     def __init__(self, message: object = "", *args: object):
         super().__init__(printable(message), *args)
+
+
+class DataError(EmbedrecError):
+    """A ratings or items file is missing, unreadable or malformed."""
 
 
 class DownloadError(DataError):

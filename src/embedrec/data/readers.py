@@ -212,8 +212,7 @@ def parse_ids(values: np.ndarray, id_type: str = "auto", *, role: str = "id") ->
             hint = "; read ids as labels with --id-type str (id_type='str')" if id_type == "auto" else ""
             raise RowError(int(row), f"{role} id {printable(s.iloc[row].strip())} is beyond the "
                                      f"64-bit integer range{hint}")
-    return np.array([int(v) for v in s], dtype=np.int64) if len(s) < 1000 else \
-        pd.to_numeric(s.str.strip()).to_numpy().astype(np.int64)
+    return np.fromiter((int(v) for v in s), dtype=np.int64, count=len(s))
 
 
 def parse_ratings(values: np.ndarray, scale: tuple[float, float] | None = None) -> np.ndarray:
