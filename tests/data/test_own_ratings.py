@@ -274,3 +274,9 @@ def test_cache_does_not_serve_old_encodings(write):
     assert load_ratings_file(path).item_map.to_list() == ["001", "1"]
     assert load_ratings_file(path, id_type="int").item_map.to_list() == [1]
     assert load_ratings_file(path).item_map.to_list() == ["001", "1"]
+
+
+def test_unclosed_quote_names_the_line_its_record_starts_on(write):
+    path = write("r.csv", 'user,item,rating\n1,2,3\n1,"abc,4\n2,3,4\n')
+    with pytest.raises(DataError, match=at(path, r", line 3: malformed line \(unexpected end of data\)")):
+        load_ratings_file(path)

@@ -120,7 +120,7 @@ def read_records(path: Path, sep: str, *, header: bool, encoding: str = "utf-8-s
     end = 0
     try:
         with open(path, encoding=encoding, newline="") as fh:
-            reader = csv.reader(source(fh), delimiter=sep)
+            reader = csv.reader(source(fh), delimiter=sep, strict=True)
             for row in reader:
                 start, end = end + 1, reader.line_num
                 if start == end and last.strip() == "":
@@ -133,8 +133,8 @@ def read_records(path: Path, sep: str, *, header: bool, encoding: str = "utf-8-s
                 lines.append(start)
     except UnicodeDecodeError as exc:
         raise _not_text(path, encoding, exc) from exc
-    except csv.Error as exc:
-        raise DataError(f"{path}, line {physical}: malformed line ({exc})") from exc
+    except csv.Error as exc:  # e.g. a quote never closed: name the line its record starts on
+        raise DataError(f"{path}, line {end + 1}: malformed line ({exc})") from exc
     if header and head is None:
         raise DataError(f"{path}: the file is empty")
     cols = head if header else list(names or [])
