@@ -280,3 +280,30 @@ def test_unclosed_quote_names_the_line_its_record_starts_on(write):
     path = write("r.csv", 'user,item,rating\n1,2,3\n1,"abc,4\n2,3,4\n')
     with pytest.raises(DataError, match=at(path, r", line 3: malformed line \(unexpected end of data\)")):
         load_ratings_file(path)
+
+
+def test_fast_and_careful_readers_agree_on_blank_lines(write, monkeypatch):
+    """Empty lines (line 4, line 6 as \\r\\n, lines 8-9) keep a file on the fast reader; the
+    careful reader gives the same rows and count."""
+    from embedrec.data import load
+
+    text = "user,item,rating\n1,10,4\n1,11,3\n\n1,12,3\r\n\r\n2,10,5\n\n\n"
+    fast = load_ratings_file(write("fast.csv", text), use_cache=False)
+    monkeypatch.setattr(load, "_read_fast", lambda *a, **k: None)
+    careful = load_ratings_file(write("careful.csv", text), use_cache=False)
+    for data in (fast, careful):
+        assert data.to_frame().values.tolist() == [[1, 10, 4.0], [1, 11, 3.0], [1, 12, 3.0],
+                                                   [2, 10, 5.0]]
+        assert data.source["blank_lines"] == 4
+
+
+def test_fast_reader_takes_files_with_empty_lines(write, monkeypatch):
+    from embedrec.data import load
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the careful reader was used")
+
+    monkeypatch.setattr(load, "_read_careful", refuse)
+    data = load_ratings_file(write("r.csv", "user,item,rating\nu1,001,4\n\nu2,1,3\n\n"),
+                             use_cache=False)
+    assert data.source["blank_lines"] == 2 and data.item_map.to_list() == ["001", "1"]

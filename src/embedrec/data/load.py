@@ -291,8 +291,9 @@ def _load(path: Path, fmt: TableFormat, columns: dict[str, str], *, scale, dupli
         blank = manifest.get("blank_lines", 0)
     else:
         raw = _read_fast(path, fmt, columns, scale, id_type, user_file)
-        blank = 0
-        if raw is None:
+        if raw is not None:
+            blank = raw.pop("blank_lines")
+        else:
             raw, blank = _read_careful(path, fmt, columns, scale, id_type)
         arrays, n_dup = _encode(raw, path, duplicates)
         found_scale = scale or (float(arrays["ratings"].min()), float(arrays["ratings"].max()))
@@ -344,6 +345,9 @@ def _read_fast(path: Path, fmt: TableFormat, columns: dict[str, str], scale, id_
             return None
     else:
         names = list(fmt.columns)
+    blank = _empty_lines(path)
+    if blank is None:
+        return None
     if fmt.header and fmt.columns:  # a MovieLens header: our names for its columns, by position
         names = list(fmt.columns) + names[len(fmt.columns):]
     if user_file:
@@ -358,7 +362,7 @@ def _read_fast(path: Path, fmt: TableFormat, columns: dict[str, str], scale, id_
             path,
             read_options=pacsv.ReadOptions(column_names=names, skip_rows=1 if fmt.header else 0,
                                            block_size=1 << 24),
-            parse_options=pacsv.ParseOptions(delimiter=fmt.sep, ignore_empty_lines=False,
+            parse_options=pacsv.ParseOptions(delimiter=fmt.sep, ignore_empty_lines=True,
                                              newlines_in_values=user_file),
             convert_options=pacsv.ConvertOptions(
                 column_types={col: types[role] for role, col in wanted.items()},
@@ -390,7 +394,27 @@ def _read_fast(path: Path, fmt: TableFormat, columns: dict[str, str], scale, id_
                 out[role] = parse_timestamps(column.to_numpy())
     except RowError:
         return None  # the careful path names the line
+    out["blank_lines"] = blank
     return out
+
+
+def _empty_lines(path: Path, chunk: int = 1 << 24) -> int | None:
+    """How many empty lines (``\\n`` or ``\\r\\n`` alone) the file holds, or None when that count
+    could be wrong: the file has quotes (an empty line may sit inside a quoted value)."""
+    count, tail = 0, b""
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            if b'"' in block:
+                return None
+            buf = tail + block
+            data = np.frombuffer(buf, dtype=np.uint8)
+            nl = data == 10
+            pairs = nl[:-1] & nl[1:]
+            triples = nl[:-2] & (data[1:-1] == 13) & nl[2:]
+            # a pair lying wholly in the previous block's tail was counted with that block
+            count += int(pairs[max(len(tail) - 1, 0):].sum()) + int(triples.sum())
+            tail = buf[-2:]
+    return count
 
 
 def _read_careful(path: Path, fmt: TableFormat, columns: dict[str, str], scale,
