@@ -307,3 +307,21 @@ def test_fast_reader_takes_files_with_empty_lines(write, monkeypatch):
     data = load_ratings_file(write("r.csv", "user,item,rating\nu1,001,4\n\nu2,1,3\n\n"),
                              use_cache=False)
     assert data.source["blank_lines"] == 2 and data.item_map.to_list() == ["001", "1"]
+
+
+def test_quoted_file_with_an_empty_line_inside_a_value(write):
+    """The empty line inside the quoted label is part of the label, not a blank line."""
+    data = load_ratings_file(write("r.csv", 'user,item,rating\n1,"a\n\nb",4\n2,x,3\n\n'))
+    assert data.item_map.to_list() == ["a\n\nb", "x"] and data.source["blank_lines"] == 1
+
+
+def test_fast_reader_takes_quoted_labels(write, monkeypatch):
+    from embedrec.data import load
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the careful reader was used")
+
+    monkeypatch.setattr(load, "_read_careful", refuse)
+    data = load_ratings_file(write("r.csv", 'user,item,rating\n1,"a, b",4\n2,"c\nd",3\n'),
+                             use_cache=False)
+    assert data.item_map.to_list() == ["a, b", "c\nd"] and data.source["blank_lines"] == 0

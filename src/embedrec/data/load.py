@@ -345,9 +345,7 @@ def _read_fast(path: Path, fmt: TableFormat, columns: dict[str, str], scale, id_
             return None
     else:
         names = list(fmt.columns)
-    blank = _empty_lines(path)
-    if blank is None:
-        return None
+    blank = _empty_lines(path)  # None: quotes, so empty lines are left to the careful path
     if fmt.header and fmt.columns:  # a MovieLens header: our names for its columns, by position
         names = list(fmt.columns) + names[len(fmt.columns):]
     if user_file:
@@ -362,7 +360,8 @@ def _read_fast(path: Path, fmt: TableFormat, columns: dict[str, str], scale, id_
             path,
             read_options=pacsv.ReadOptions(column_names=names, skip_rows=1 if fmt.header else 0,
                                            block_size=1 << 24),
-            parse_options=pacsv.ParseOptions(delimiter=fmt.sep, ignore_empty_lines=True,
+            parse_options=pacsv.ParseOptions(delimiter=fmt.sep,
+                                             ignore_empty_lines=blank is not None,
                                              newlines_in_values=user_file),
             convert_options=pacsv.ConvertOptions(
                 column_types={col: types[role] for role, col in wanted.items()},
@@ -394,7 +393,7 @@ def _read_fast(path: Path, fmt: TableFormat, columns: dict[str, str], scale, id_
                 out[role] = parse_timestamps(column.to_numpy())
     except RowError:
         return None  # the careful path names the line
-    out["blank_lines"] = blank
+    out["blank_lines"] = blank or 0
     return out
 
 
