@@ -345,7 +345,8 @@ def _read_fast(path: Path, fmt: TableFormat, columns: dict[str, str], scale, id_
             return None
     else:
         names = list(fmt.columns)
-    blank = _empty_lines(path)  # None: quotes, so empty lines are left to the careful path
+    # None (a release file, which has none, or quotes): empty lines go to the careful path
+    blank = _empty_lines(path) if user_file else None
     if fmt.header and fmt.columns:  # a MovieLens header: our names for its columns, by position
         names = list(fmt.columns) + names[len(fmt.columns):]
     if user_file:
