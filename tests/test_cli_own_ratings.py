@@ -56,6 +56,15 @@ def test_product_codes_end_to_end(shop, tmp_path, capsys):
     assert len(recs) == 2 and {r["movieId"] for r in recs} == set(CODES) - seen
     assert all(r["title"] == f"product {r['movieId']}" for r in recs)
 
+    mine = tmp_path / "mine.csv"
+    mine.write_text("item_id,rating\n00123,5\n0042,4\n")  # read as written: 00123, not 123
+    assert main(["recommend", "--model", str(model), "--ratings", str(mine), "-k", "2"]) == 0
+    assert "recognised 2 of 2 ratings" in capsys.readouterr().err
+    assert main(["recommend", "--model", str(model), "--ratings", str(mine), "-k", "2",
+                 "--json"]) == 0
+    picked = {r["movieId"] for r in json.loads(capsys.readouterr().out)}
+    assert len(picked) == 2 and picked <= set(CODES) - {"00123", "0042"}
+
     top = tmp_path / "top.csv"
     assert main(["recommend", "--model", str(model), "--all-users", "-k", "2", "--out", str(top)]) == 0
     written = pd.read_csv(top, dtype=str, keep_default_na=False)

@@ -82,11 +82,11 @@ def _read_rates_csv(path: Path) -> list[tuple[str, float]]:
     import pandas as pd
 
     try:
-        frame = pd.read_csv(path)
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)  # ids as written: 00123
     except (OSError, ValueError) as exc:
         raise EmbedrecError(f"{path}: cannot read ratings ({exc})") from exc
     cols = {c.lower(): c for c in frame.columns}
-    movie = next((cols[c] for c in ("movieid", "movie_id", "movie", "title", "item") if c in cols), None)
+    movie = next((cols[c] for c in ("movieid", "movie_id", "movie", "title", "item", "item_id", "itemid") if c in cols), None)
     if movie is None or "rating" not in cols:
         raise EmbedrecError(f"{path}: needs a movie (movieId or title) column and a rating column")
     values = pd.to_numeric(frame[cols["rating"]], errors="coerce")
