@@ -149,3 +149,10 @@ def test_escape_bytes_from_a_header_never_reach_the_terminal(write_cli, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "cannot find the rating column" in err
     assert not re.search(r"[\x00-\x09\x0b-\x1f\x7f-\x9f]", err)
+
+
+def test_data_info_prints_markup_like_ids_as_text(write_cli, capsys):
+    path = write_cli("r.csv", "user,item,rating\n[/oops],[red]x,4\n[/oops],y,3\n")
+    assert main(["data", "info", "--data", str(path), "--top", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "[/oops]" in out and "[red]x" in out

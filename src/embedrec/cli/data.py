@@ -78,7 +78,7 @@ def data_info(dataset: DatasetOpt = None, data: DataOpt = None,
         info["crosstab"] = json.loads(cross.to_json(orient="split"))
         out.print_json(json.dumps(info))
         return
-    out.print(f"[bold]{info['name']}[/]: {info['n_ratings']:,} ratings, {info['n_users']:,} users, "
+    out.print(f"[bold]{escape(info['name'])}[/]: {info['n_ratings']:,} ratings, {info['n_users']:,} users, "
               f"{info['n_items']:,} rated items" + (f" ({info['n_items_listed']:,} listed)"
                                                     if info["n_items_listed"] else ""))
     inferred = " (inferred from the data; declare it with --scale LOW,HIGH)" if info["scale_inferred"] else ""
