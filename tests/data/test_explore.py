@@ -81,6 +81,11 @@ def test_summary(tiny, tmp_path):
         "ratings_per_user": {"min": 2, "median": 2.5, "mean": 2.75, "max": 4},
         "ratings_per_item": {"min": 2, "median": 3.0, "mean": 2.75, "max": 3},
         "duplicates_resolved": 0,
+        "duplicate_policy": "last",
+        "blank_lines": 0,
+        "scale_inferred": False,
+        "id_types": {"user": "int", "item": "int"},
+        "time_range": None,
         "md5": hashlib.md5(FILE.encode()).hexdigest(),
     }
 

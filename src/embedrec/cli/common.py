@@ -31,6 +31,15 @@ DataOpt = Annotated[Optional[Path], typer.Option(
 NoDownloadOpt = Annotated[bool, typer.Option("--no-download", help="Never download.")]
 ItemsOpt = Annotated[Optional[Path], typer.Option(
     "--items", help="With your own ratings file: a CSV of item id, title (and genres).")]
+ScaleOpt = Annotated[Optional[str], typer.Option(
+    "--scale", help="The rating scale LOW,HIGH (e.g. 0.5,5): a rating outside it is an error. "
+    "Default: a release's own scale, or inferred from your file (and said so).")]
+IdTypeOpt = Annotated[str, typer.Option(
+    "--id-type", help="Your file's ids: auto (numbers only when every id is a plain integer, "
+    "else kept as written), int or str.")]
+DuplicatesOpt = Annotated[str, typer.Option(
+    "--duplicates", help="The same (user, item) twice: keep the last, the first, the mean, or "
+    "error.")]
 RATINGS_SUFFIXES = {".csv", ".tsv", ".txt", ".parquet", ".pq"}
 
 
@@ -48,16 +57,34 @@ def progress_bar() -> Progress:
 
 
 def load_data(dataset: str, data: Path | None, *, download: bool = True,
-              items: Path | None = None, **file_options):
-    """A MovieLens release (by name, from a folder or zip) or the user's own ratings file."""
-    from embedrec.data import load_movielens, load_ratings_file
-    from embedrec.data.load import is_release_folder, release_of_folder
+              items: Path | None = None, scale: str | None = None, id_type: str = "auto",
+              duplicates: str = "last", report: bool = True, **file_options):
+    """A MovieLens release (by name, from a folder or zip) or the user's own ratings file.
 
+    With ``report``, one line on stdout says what loading did (scale, duplicates, blank lines).
+    """
+    from embedrec.data.load import describe_load
+
+    ratings = _load_data(dataset, data, download=download, items=items, scale=scale,
+                         id_type=id_type, duplicates=duplicates, **file_options)
+    if report:
+        out.print(describe_load(ratings), markup=False, highlight=False)
+    return ratings
+
+
+def _load_data(dataset: str, data: Path | None, *, download: bool = True,
+               items: Path | None = None, scale: str | None = None, id_type: str = "auto",
+               duplicates: str = "last", **file_options):
+    from embedrec.data import load_movielens, load_ratings_file
+    from embedrec.data.load import is_release_folder, parse_scale, release_of_folder
+
+    declared = parse_scale(scale)
+    file_options |= {"scale": declared, "id_type": id_type, "duplicates": duplicates}
     if dataset is None and data is not None and data.is_dir():
         if is_release_folder(data):  # --data .../ml-100k means ml-100k
             dataset = release_of_folder(data)
         elif (data / "ratings.csv").is_file():  # a MovieLens-format folder, e.g. data synth
-            return load_ratings_file(data, items_path=items)
+            return load_ratings_file(data, items_path=items, **file_options)
     dataset = dataset or "ml-latest-small"
     if data is not None and data.is_file() and not zipfile.is_zipfile(data):
         if data.suffix.lower() not in RATINGS_SUFFIXES:
@@ -68,7 +95,8 @@ def load_data(dataset: str, data: Path | None, *, download: bool = True,
         raise EmbedrecError("--items goes with your own ratings file (--data FILE)")
     with progress_bar() as bar:
         task = bar.add_task(f"downloading {dataset}", total=None)
-        return load_movielens(dataset, data, download=download,
+        return load_movielens(dataset, data, download=download, scale=declared,
+                              duplicates=duplicates,
                               progress=lambda done, total: bar.update(task, completed=done, total=total))
 
 

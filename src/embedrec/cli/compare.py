@@ -9,8 +9,8 @@ import typer
 from rich.table import Table
 
 from embedrec.cli.common import (
-    DataOpt, DatasetOpt, ItemsOpt, NoDownloadOpt, SetOpt, app, load_data, mean_std,
-    model_names_help, out, parse_settings, progress_bar, safe, split_models,
+    DataOpt, DatasetOpt, DuplicatesOpt, IdTypeOpt, ItemsOpt, NoDownloadOpt, ScaleOpt, SetOpt, app,
+    load_data, mean_std, model_names_help, out, parse_settings, progress_bar, safe, split_models,
 )
 
 RATING_COLUMNS = [("RMSE", "rmse", 4), ("MAE", "mae", 4), ("RMSE warm", "rmse_warm", 4),
@@ -77,6 +77,9 @@ def compare(
     report: Annotated[bool, typer.Option("--report/--no-report",
                                          help="With --out: also write report.html.")] = True,
     no_download: NoDownloadOpt = False,
+    scale: ScaleOpt = None,
+    id_type: IdTypeOpt = "auto",
+    duplicates: DuplicatesOpt = "last",
 ) -> None:
     """Train and compare models on one split; print mean ± std over seeds."""
     from embedrec.compare import run_comparison, write_results
@@ -90,7 +93,8 @@ def compare(
                                                lr=lr, l2=l2, valid_fraction=valid_fraction,
                                                top_k=k, relevance_threshold=relevant, device=device)
     chosen = chosen.with_model_settings(parse_settings(settings))
-    ratings = load_data(dataset, data, download=not no_download, items=items)
+    ratings = load_data(dataset, data, download=not no_download, items=items, scale=scale,
+                        id_type=id_type, duplicates=duplicates)
     with progress_bar() as bar:
         tasks: dict[str, int] = {}
 

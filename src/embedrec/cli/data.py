@@ -10,8 +10,8 @@ import typer
 from rich.table import Table
 
 from embedrec.cli.common import (
-    DataOpt, DatasetOpt, ItemsOpt, NoDownloadOpt, cell, data_app, load_data, out, progress_bar,
-    safe,
+    DataOpt, DatasetOpt, DuplicatesOpt, IdTypeOpt, ItemsOpt, NoDownloadOpt, ScaleOpt, cell,
+    data_app, load_data, out, progress_bar, safe,
 )
 
 
@@ -67,11 +67,14 @@ def data_synth(
 def data_info(dataset: DatasetOpt = None, data: DataOpt = None,
               as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
               top: Annotated[int, typer.Option(min=1, help="Crosstab size.")] = 15,
-              items: ItemsOpt = None, no_download: NoDownloadOpt = False) -> None:
-    """Counts, rating scale and distribution, and the top users x top movies crosstab."""
+              items: ItemsOpt = None, no_download: NoDownloadOpt = False,
+              scale: ScaleOpt = None, id_type: IdTypeOpt = "auto",
+              duplicates: DuplicatesOpt = "last") -> None:
+    """Counts, rating scale and distribution, time range, and the top users x top movies crosstab."""
     from embedrec.data.explore import summary, top_crosstab
 
-    ratings = load_data(dataset, data, download=not no_download, items=items)
+    ratings = load_data(dataset, data, download=not no_download, items=items, scale=scale,
+                        id_type=id_type, duplicates=duplicates, report=False)
     info, cross = summary(ratings), top_crosstab(ratings, top)
     if as_json:
         info["crosstab"] = json.loads(cross.to_json(orient="split"))
@@ -80,8 +83,15 @@ def data_info(dataset: DatasetOpt = None, data: DataOpt = None,
     out.print(f"[bold]{safe(info['name'])}[/]: {info['n_ratings']:,} ratings, {info['n_users']:,} users, "
               f"{info['n_items']:,} rated items" + (f" ({info['n_items_listed']:,} listed)"
                                                     if info["n_items_listed"] else ""))
-    out.print(f"scale {info['scale'][0]:g} to {info['scale'][1]:g}, mean {info['mean_rating']:.3f}, "
-              f"density {info['density']:.4%}, md5 {info['md5']}", markup=False)
+    inferred = " (inferred from the data; declare it with --scale LOW,HIGH)" if info["scale_inferred"] else ""
+    out.print(f"scale {info['scale'][0]:g} to {info['scale'][1]:g}{inferred}, mean "
+              f"{info['mean_rating']:.3f}, density {info['density']:.4%}, md5 {info['md5']}")
+    if info["time_range"]:
+        out.print(f"time range {info['time_range'][0]} to {info['time_range'][1]} UTC")
+    if info["id_types"]:
+        out.print(f"ids: users {info['id_types']['user']}, items {info['id_types']['item']}")
+    out.print(f"duplicate (user, item) rows: {info['duplicates_resolved']:,} resolved by policy "
+              f"{info['duplicate_policy'] or 'last'}; blank lines skipped: {info['blank_lines']:,}")
     for key in ("ratings_per_user", "ratings_per_item"):
         d = info[key]
         out.print(f"{key.replace('_', ' ')}: min {d['min']}, median {d['median']:g}, "

@@ -10,8 +10,8 @@ import typer
 from rich.table import Table
 
 from embedrec.cli.common import (
-    DataOpt, DatasetOpt, ItemsOpt, NoDownloadOpt, SetOpt, app, cell, err, load_data,
-    model_names_help, out, parse_settings, progress_bar,
+    DataOpt, DatasetOpt, DuplicatesOpt, IdTypeOpt, ItemsOpt, NoDownloadOpt, ScaleOpt, SetOpt, app,
+    cell, err, load_data, model_names_help, out, parse_settings, progress_bar,
 )
 from embedrec.errors import EmbedrecError
 
@@ -33,6 +33,9 @@ def train(
     settings: SetOpt = [],
     items: ItemsOpt = None,
     no_download: NoDownloadOpt = False,
+    scale: ScaleOpt = None,
+    id_type: IdTypeOpt = "auto",
+    duplicates: DuplicatesOpt = "last",
 ) -> None:
     """Train one model and save it (safetensors weights + JSON manifest)."""
     from embedrec.experiment import train_bundle
@@ -47,7 +50,8 @@ def train(
     chosen = get_preset(preset).with_overrides(epochs=epochs, batch_size=batch_size, engine=engine,
                                                device=device)
     chosen = chosen.with_model_settings(parse_settings(settings))
-    ratings = load_data(dataset, data, download=not no_download, items=items)
+    ratings = load_data(dataset, data, download=not no_download, items=items, scale=scale,
+                        id_type=id_type, duplicates=duplicates)
     with progress_bar() as bar:
         task = bar.add_task(f"training {model}", total=None)
         bundle = train_bundle(ratings, model, chosen, seed=seed, split=split,
@@ -88,11 +92,11 @@ def _read_rates_csv(path: Path) -> list[tuple[str, float]]:
     import pandas as pd
 
     try:
-        frame = pd.read_csv(path)
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)  # ids as written: 00123
     except (OSError, ValueError) as exc:
         raise EmbedrecError(f"{path}: cannot read ratings ({exc})") from exc
     cols = {c.lower(): c for c in frame.columns}
-    movie = next((cols[c] for c in ("movieid", "movie_id", "movie", "title", "item") if c in cols), None)
+    movie = next((cols[c] for c in ("movieid", "movie_id", "movie", "title", "item", "item_id", "itemid") if c in cols), None)
     if movie is None or "rating" not in cols:
         raise EmbedrecError(f"{path}: needs a movie (movieId or title) column and a rating column")
     values = pd.to_numeric(frame[cols["rating"]], errors="coerce")

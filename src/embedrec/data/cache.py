@@ -24,7 +24,7 @@ from embedrec.io import recover_dir, replace_dir, sweep_stale
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: ids typed as labels, seconds timestamps, blank lines
 ARRAYS = ("users", "items", "ratings", "timestamps", "user_ids", "item_ids")
 
 

@@ -26,8 +26,21 @@ def summary(data: Ratings) -> dict:
         "ratings_per_user": _describe(per_user),
         "ratings_per_item": _describe(per_item),
         "duplicates_resolved": data.source.get("duplicates", 0),
+        "duplicate_policy": data.source.get("duplicate_policy"),
+        "blank_lines": data.source.get("blank_lines", 0),
+        "scale_inferred": data.source.get("scale_inferred", False),
+        "id_types": data.source.get("id_types"),
+        "time_range": time_range(data),
         "md5": data.source.get("md5"),
     }
+
+
+def time_range(data: Ratings) -> list[str] | None:
+    """The first and last rating times as ISO-8601 UTC strings, or None without timestamps."""
+    if data.timestamps is None or len(data.timestamps) == 0:
+        return None
+    lo, hi = int(data.timestamps.min()), int(data.timestamps.max())
+    return [pd.Timestamp(t, unit="s", tz="UTC").strftime("%Y-%m-%d %H:%M:%S") for t in (lo, hi)]
 
 
 def _describe(counts: np.ndarray) -> dict:

@@ -13,9 +13,18 @@ from dataclasses import dataclass
 import numpy as np
 
 from embedrec.data.dataset import Ratings
-from embedrec.errors import ConfigError
+from embedrec.errors import ConfigError, DataError
 
 SPLITS = ("random", "kfold", "user-random", "user-latest", "time")
+# Fewer ratings than this cannot give training, validation and test rows that mean anything.
+MIN_RATINGS = 10
+
+
+def check_size(n_rows: int, what: str = "the data") -> None:
+    """Refuse to split fewer than MIN_RATINGS ratings, before any split or training starts."""
+    if n_rows < MIN_RATINGS:
+        raise DataError(f"{what} has {n_rows} rating(s): too few to split into training and test "
+                        f"rows (at least {MIN_RATINGS} are needed)")
 
 
 @dataclass(frozen=True)
@@ -44,6 +53,7 @@ def kfold(n_rows: int, k: int = 5, seed: int = 42) -> Iterator[Split]:
     """k disjoint test folds covering every row once."""
     if k < 2:
         raise ConfigError(f"k-fold needs k >= 2, got {k}")
+    check_size(n_rows)
     perm = np.random.RandomState(seed).permutation(n_rows)
     folds = np.array_split(perm, k)
     for f in range(k):
@@ -88,6 +98,7 @@ def time_split(data: Ratings, test_fraction: float = 0.1) -> Split:
 
 def make_split(data: Ratings, kind: str, test_fraction: float = 0.1, seed: int = 42) -> Split:
     """One split by name (``kfold`` gives its first fold; use ``kfold`` itself for all)."""
+    check_size(len(data), data.source.get("path", data.name))
     if kind == "random":
         return random_split(len(data), test_fraction, seed)
     if kind == "kfold":
@@ -106,4 +117,7 @@ def validation_rows(train_rows: np.ndarray, fraction: float, seed: int) -> tuple
     _check_fraction(fraction, "validation fraction")
     perm = np.random.default_rng(seed).permutation(len(train_rows))
     n_valid = math.ceil(fraction * len(train_rows))
+    if n_valid >= len(train_rows):
+        raise DataError(f"{len(train_rows)} training row(s) leave none to train on after the "
+                        f"validation carve-out ({fraction:g})")
     return train_rows[perm[n_valid:]], train_rows[perm[:n_valid]]
