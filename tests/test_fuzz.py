@@ -28,7 +28,7 @@ from safetensors.numpy import load_file, save_file
 from embedrec.cli import main
 from embedrec.persistence import save_model
 from embedrec.presets import get_preset
-from embedrec.training.pipeline import train_bundle
+from embedrec.experiment import train_bundle
 from tests.conftest import make_ratings
 
 pytestmark = pytest.mark.slow

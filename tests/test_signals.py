@@ -288,7 +288,7 @@ while True:
 def two_models(tmp_path_factory):
     from embedrec.persistence import save_model
     from embedrec.presets import get_preset
-    from embedrec.training.pipeline import train_bundle
+    from embedrec.experiment import train_bundle
     from tests.conftest import make_ratings
 
     root = tmp_path_factory.mktemp("two")
