@@ -10,7 +10,7 @@ import sys
 
 import typer
 
-from embedrec.cli import compare, data, models, serve  # noqa: F401  (they register commands)
+from embedrec.cli import compare, data, models, serve, tune  # noqa: F401  (they register commands)
 from embedrec.cli.common import app, err
 from embedrec.errors import EmbedrecError
 

@@ -10,7 +10,8 @@ import typer
 from rich.table import Table
 
 from embedrec.cli.common import (
-    DataOpt, DatasetOpt, ItemsOpt, NoDownloadOpt, SetOpt, _progress, app, err, load_data,
+    DataOpt, DatasetOpt, ItemsOpt, NoDownloadOpt, PresetFileOpt, SetOpt, _progress, app, err,
+    load_data,
     model_names_help, out, parse_settings,
 )
 from embedrec.errors import EmbedrecError
@@ -33,15 +34,16 @@ def train(
     settings: SetOpt = [],
     items: ItemsOpt = None,
     no_download: NoDownloadOpt = False,
+    preset_file: PresetFileOpt = None,
 ) -> None:
     """Train one model and save it (safetensors weights + JSON manifest)."""
     from embedrec.experiment import train_bundle
     from embedrec.models.registry import get
     from embedrec.persistence import save_model
-    from embedrec.presets import get_preset
+    from embedrec.presets import choose_preset
 
     get(model)  # an unknown model fails before the data is read
-    chosen = get_preset(preset).with_overrides(epochs=epochs, batch_size=batch_size, engine=engine,
+    chosen = choose_preset(preset, preset_file).with_overrides(epochs=epochs, batch_size=batch_size, engine=engine,
                                                device=device)
     chosen = chosen.with_model_settings(parse_settings(settings))
     ratings = load_data(dataset, data, download=not no_download, items=items)
