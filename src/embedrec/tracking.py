@@ -14,6 +14,8 @@ import contextlib
 import json
 import logging
 import math
+import os
+import re
 import warnings
 from pathlib import Path
 
@@ -31,11 +33,18 @@ def check_available():
 
 
 def tracking_uri(uri: str | None) -> str:
-    """``local`` or empty: a file store in ./mlruns; a path: a file store there; else as is."""
+    """``local`` or empty: a file store in ./mlruns; a path: a file store there; else as is
+    (e.g. ``sqlite:///mlflow.db`` or ``http://host:5000``).
+
+    Recent MLflow versions refuse file stores unless ``MLFLOW_ALLOW_FILE_STORE`` is true; for a
+    file store embedrec sets it (unless it is already set), since a local folder is the default
+    the command promises."""
     if not uri or uri == LOCAL:
-        return Path("mlruns").resolve().as_uri()
-    if "://" not in uri and not uri.startswith("file:"):
-        return Path(uri).resolve().as_uri()
+        uri = Path("mlruns").resolve().as_uri()
+    elif "://" not in uri and not uri.startswith("file:"):
+        uri = Path(uri).resolve().as_uri()
+    if uri.startswith("file:"):
+        os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
     return uri
 
 
@@ -46,17 +55,22 @@ def _quiet():
         yield
 
 
+def _key(name: str) -> str:
+    """An MLflow-safe key: ``*`` (every model) becomes ``all``, other odd characters ``_``."""
+    return re.sub(r"[^0-9A-Za-z_\-. :/]", "_", name.replace("*", "all"))
+
+
 def _flat(prefix: str, value, out: dict) -> dict:
     if isinstance(value, dict):
         for k, v in value.items():
             _flat(f"{prefix}.{k}" if prefix else str(k), v, out)
     else:
-        out[prefix] = "None" if value is None else str(value)[:500]
+        out[_key(prefix)] = "None" if value is None else str(value)[:500]
     return out
 
 
 def _metrics(values: dict) -> dict:
-    return {k: float(v) for k, v in values.items()
+    return {_key(k): float(v) for k, v in values.items()
             if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
 
 
@@ -84,12 +98,11 @@ def log_comparison(comparison, uri: str | None, out_dir=None,
                 "dataset", "split", "split_seed", "k", "seeds", "models") if k in settings}, {}))
             mlflow.log_params(_flat("preset", settings["preset"], {}))
             for row in comparison.summary():
-                mlflow.log_metrics({f"{row['model']}.{k}": v for k, v in _metrics(row).items()})
+                mlflow.log_metrics(_metrics({f"{row['model']}.{k}": v for k, v in row.items()}))
             for pair in (comparison.extras.get("stats") or {}).get("pairs", []):
-                mlflow.log_metrics({f"{pair['metric']}.{pair['a']}-{pair['b']}.p_holm":
-                                    pair["p_holm"],
-                                    f"{pair['metric']}.{pair['a']}-{pair['b']}.difference":
-                                    pair["difference"]})
+                name = f"{pair['metric']}.{pair['a']}-{pair['b']}"
+                mlflow.log_metrics(_metrics({f"{name}.p_holm": pair["p_holm"],
+                                             f"{name}.difference": pair["difference"]}))
             for rec in comparison.records:
                 with mlflow.start_run(run_name=f"{rec['model']} seed {rec['seed']} fold "
                                                f"{rec['fold']}", nested=True):
@@ -132,7 +145,8 @@ def log_tuning(report: dict, uri: str | None, out_dir=None,
                                              "n_complete": res["n_complete"],
                                              "n_pruned": res["n_pruned"],
                                              "seconds": res["seconds"]}))
-                mlflow.log_metrics({f"importance.{k}": v for k, v in res["importances"].items()})
+                mlflow.log_metrics(_metrics({f"importance.{k}": v
+                                             for k, v in res["importances"].items()}))
                 _artifacts(mlflow, out_dir, ("best.json", "tuning.json"))
                 mlflow.set_tag("tuning", json.dumps(best)[:5000])
                 ids.append(run.info.run_id)
