@@ -39,6 +39,9 @@ def tune(
                         "{choices: [...]} | value}}.")] = None,
     settings: SetOpt = [],
     seed: Annotated[int, typer.Option(help="Sampler and model seed.")] = 0,
+    threads: Annotated[int, typer.Option(
+        min=1, help="torch threads per trial (1: fastest on a busy machine; kept in best.json)."
+    )] = 1,
     mlflow: MlflowOpt = None,
     items: ItemsOpt = None,
     no_download: NoDownloadOpt = False,
@@ -50,7 +53,7 @@ def tune(
 
     budget = Budget(trials=trials, timeout=timeout)
     chosen = choose_preset(preset, preset_file).with_overrides(
-        epochs=epochs, engine=engine, valid_fraction=valid_fraction)
+        epochs=epochs, engine=engine, valid_fraction=valid_fraction, threads=threads)
     chosen = chosen.with_model_settings(parse_settings(settings))
     overrides = load_space_file(space) if space is not None else {}
     names = _split_models(models) or DEFAULT_MODELS.split(",")

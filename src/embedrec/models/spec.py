@@ -155,9 +155,9 @@ class ModelSpec:
         if self.capabilities.trained_by != "torch":
             return {}, {}
         train_values = {
-            "lr": trial.suggest_float("lr", 3e-4, 2e-2, log=True),
+            "lr": trial.suggest_float("lr", 1e-3, 3e-2, log=True),
             "l2": trial.suggest_float("l2", 1e-6, 1e-2, log=True),
-            "batch_size": trial.suggest_categorical("batch_size", [128, 256, 512, 1024]),
+            "batch_size": trial.suggest_categorical("batch_size", [256, 512, 1024, 2048]),
         }
         model_values = {}
         if "n_factors" in {f.name for f in dataclasses.fields(self.Config)}:
