@@ -131,3 +131,11 @@ def test_seed_spread():
     recs = [{"model": "a", "rmse": 1.0}, {"model": "a", "rmse": 3.0}, {"model": "b", "rmse": None}]
     assert stats.seed_spread(recs, "rmse") == {
         "a": {"mean": 2.0, "std": pytest.approx(math.sqrt(2)), "min": 1.0, "max": 3.0, "n": 2}}
+
+
+def test_bootstrap_in_chunks_equals_one_draw():
+    values = np.random.default_rng(5).normal(size=(50, 2))
+    whole = stats.bootstrap_draws(50, 30, np.random.default_rng(9)) @ values
+    chunked = stats.bootstrap_sums(values, 30, np.random.default_rng(9), max_cells=350)  # 7 a time
+    assert chunked.shape == (30, 2)
+    assert chunked == pytest.approx(whole)

@@ -76,6 +76,18 @@ def bootstrap_draws(n_units: int, n_boot: int, rng: np.random.Generator) -> np.n
     return rng.multinomial(n_units, np.full(n_units, 1.0 / n_units), size=n_boot).astype(float)
 
 
+def bootstrap_sums(columns: np.ndarray, n_boot: int, rng: np.random.Generator, *,
+                   max_cells: int = 20_000_000) -> np.ndarray:
+    """(n_boot, n_columns): each resample's per-column sums over units drawn with replacement
+    (``columns`` is (n_units, n_columns)); drawn in chunks so memory stays bounded."""
+    columns = np.asarray(columns, dtype=np.float64)
+    n_units = len(columns)
+    step = max(1, min(n_boot, max_cells // max(n_units, 1)))
+    out = [bootstrap_draws(n_units, min(step, n_boot - start), rng) @ columns
+           for start in range(0, n_boot, step)]
+    return np.concatenate(out) if out else np.zeros((0, columns.shape[1]))
+
+
 def rmse_difference(truth, pred_a, pred_b, users, *, n_boot: int = 2000,
                     rng: np.random.Generator) -> dict:
     """RMSE(a) - RMSE(b) over all rows, its user-bootstrap 95% CI and the Wilcoxon p-value on
@@ -85,9 +97,8 @@ def rmse_difference(truth, pred_a, pred_b, users, *, n_boot: int = 2000,
     sse_a, n = per_user_sse(truth, pred_a, inverse, n_users)
     sse_b, _ = per_user_sse(truth, pred_b, inverse, n_users)
     diff = math.sqrt(sse_a.sum() / n.sum()) - math.sqrt(sse_b.sum() / n.sum())
-    w = bootstrap_draws(n_users, n_boot, rng)
-    rows = w @ n
-    boot = np.sqrt((w @ sse_a) / rows) - np.sqrt((w @ sse_b) / rows)
+    sums = bootstrap_sums(np.column_stack([n, sse_a, sse_b]), n_boot, rng)
+    boot = np.sqrt(sums[:, 1] / sums[:, 0]) - np.sqrt(sums[:, 2] / sums[:, 0])
     lo, hi = np.percentile(boot, [2.5, 97.5])
     return {"difference": float(diff), "ci_low": float(lo), "ci_high": float(hi),
             "p": wilcoxon_p(sse_a / n, sse_b / n), "n_units": n_users}
@@ -100,8 +111,7 @@ def mean_difference(values_a, values_b, *, n_boot: int = 2000,
     a, b = np.asarray(values_a, dtype=np.float64), np.asarray(values_b, dtype=np.float64)
     keep = np.isfinite(a) & np.isfinite(b)
     a, b = a[keep], b[keep]
-    w = bootstrap_draws(len(a), n_boot, rng)
-    boot = (w @ (a - b)) / len(a)
+    boot = bootstrap_sums((a - b)[:, None], n_boot, rng)[:, 0] / len(a)
     lo, hi = np.percentile(boot, [2.5, 97.5])
     return {"difference": float(np.mean(a - b)), "ci_low": float(lo), "ci_high": float(hi),
             "p": wilcoxon_p(a, b), "n_units": int(len(a))}
