@@ -42,6 +42,15 @@ class Comparison:
     records: list[dict]
     settings: dict
     extras: dict = field(default_factory=dict)
+    # per-row test predictions and per-user NDCG of every run (embedrec.evaluation.stats)
+    predictions: dict = field(default_factory=dict)
+
+    def stats(self, *, n_boot: int = 2000) -> dict:
+        """Paired statistics between every pair of models (``stats.json``)."""
+        from embedrec.evaluation.stats import stats_of
+
+        return stats_of(self.predictions, self.records, list(self.settings["models"]),
+                        k=self.settings["k"], n_boot=n_boot)
 
     def summary(self) -> list[dict]:
         """Mean and std over seeds of each metric, per model, in the order models were run."""
@@ -76,7 +85,10 @@ def run_comparison(
     models = check_model_names(list(models if models is not None else default_models()))
     kind = split or preset.split.kind
     folds = splits(data, preset, kind)
+    from embedrec.evaluation.stats import add_run, per_user_ndcg
+
     records = []
+    predictions: dict = {}
     analysis: dict = {"errors": {}, "learned": {}}
     for number, sp in enumerate(folds, start=1):
         for seed in range(first_seed, first_seed + seeds):
@@ -90,6 +102,9 @@ def run_comparison(
                 fitted, bundle, rec, pred = run_one(name, fold, preset, seed=seed,
                                                     fallback=fallback, progress=step)
                 key = f"{name}/seed{seed}/fold{number}"
+                ndcg_users, ndcg = per_user_ndcg(bundle, fold.test, preset.evaluation)
+                add_run(predictions, model=name, fold=number, seed=seed, test=fold.test,
+                        pred=pred, ndcg_users=ndcg_users, ndcg=ndcg)
                 if pred is not None:
                     analysis["errors"][key] = error_breakdown(fold.train, fold.test, pred)
                 if seed == first_seed and number == 1:
@@ -124,7 +139,8 @@ def run_comparison(
         "command": " ".join([Path(sys.argv[0]).name] + sys.argv[1:]),
     }
     return Comparison(records=records, settings=settings,
-                      extras={"analysis": analysis, "data": data_profile(data)})
+                      extras={"analysis": analysis, "data": data_profile(data)},
+                      predictions=predictions)
 
 
 def versions() -> dict:
@@ -144,8 +160,9 @@ CSV_COLUMNS = ("model", "seed", "fold", "rmse", "mae", "mse", "rmse_warm", "rmse
 
 
 def write_results(comparison: Comparison, out: Path) -> None:
-    """results.json (records), results.csv (flat records), summary.json, settings.json, and
-    analysis.json + data.json (the numbers behind the report's figures)."""
+    """results.json (records), results.csv (flat records), summary.json, settings.json,
+    analysis.json + data.json (the numbers behind the report's figures), and predictions.npz +
+    stats.json (per-row test predictions and the paired statistics between models)."""
     out = check_results_out(out)  # absent, empty, or an earlier results folder: nothing else
     settings = dict(comparison.settings) | {RESULTS_MARKER: __version__}
     for name in ("analysis", "data"):
@@ -154,6 +171,13 @@ def write_results(comparison: Comparison, out: Path) -> None:
     atomic_write_text(out / "results.json", json.dumps(comparison.records, indent=1))
     atomic_write_text(out / "settings.json", json.dumps(settings, indent=1))
     atomic_write_text(out / "summary.json", json.dumps(comparison.summary(), indent=1))
+    if comparison.predictions:
+        from embedrec.evaluation.stats import save_predictions
+
+        save_predictions(comparison.predictions, out / "predictions.npz")
+        stats = comparison.extras.get("stats") or comparison.stats()
+        comparison.extras["stats"] = stats
+        atomic_write_text(out / "stats.json", json.dumps(stats, indent=1))
     import io
 
     buf = io.StringIO()

@@ -82,8 +82,9 @@ def fit_fallback(fold: Fold, preset: Preset) -> BiasBaseline:
 
 
 def fit_model(name: str, fold: Fold, preset: Preset, *, seed: int,
-              progress: StepProgress | None = None) -> Fitted:
-    """Train one model on ``fold.train`` (``fold.valid`` monitors it)."""
+              progress: StepProgress | None = None, on_epoch=None) -> Fitted:
+    """Train one model on ``fold.train`` (``fold.valid`` monitors it; ``on_epoch`` is the
+    trainer's per-epoch callback, for torch models)."""
     spec = get_spec(name)
     config = preset.model_config(spec)
     data = fold.train
@@ -91,8 +92,9 @@ def fit_model(name: str, fold: Fold, preset: Preset, *, seed: int,
     if spec.capabilities.trained_by == "torch":
         from embedrec.training.trainer import train_model
 
-        module, history = train_model(spec, config, shape, fold.train, preset.train, seed=seed,
-                                      valid=fold.valid, progress=progress)
+        module, history = train_model(spec, config, shape, fold.train, preset.train_config(name),
+                                      seed=seed, valid=fold.valid, progress=progress,
+                                      on_epoch=on_epoch)
         scorer = spec.load_scorer(config, spec.module_arrays(module), shape)
         n_params = int(sum(p.numel() for p in module.parameters()))
         return Fitted(name, config, scorer, history, history.seconds, n_params)

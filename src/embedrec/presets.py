@@ -61,6 +61,19 @@ class Preset:
     split: SplitConfig = field(default_factory=SplitConfig)
     evaluation: EvalConfig = field(default_factory=EvalConfig)
     models: dict = field(default_factory=lambda: {"*": {"n_factors": 50}})
+    # per-model training overrides (model name -> {TrainConfig field: value}), e.g. the lr and
+    # batch size a tuning run chose for each model
+    train_by_model: dict = field(default_factory=dict)
+
+    def train_config(self, name: str) -> TrainConfig:
+        """The training settings of one model: ``train`` with its own overrides applied."""
+        own = self.train_by_model.get(name) or {}
+        if not own:
+            return self.train
+        try:
+            return replace(self.train, **own)
+        except TypeError as exc:
+            raise ConfigError(f"training settings of {name!r}: {exc}") from None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -152,3 +165,79 @@ def get_preset(name: str) -> Preset:
         return PRESETS[name]
     except KeyError:
         raise ConfigError(f"unknown preset {name!r}; use one of {', '.join(PRESETS)}") from None
+
+
+PRESET_FILE_KEYS = ("name", "description", "split", "evaluation", "train", "models",
+                    "train_by_model")
+
+
+def preset_from_dict(raw: dict, *, origin: str = "preset file") -> Preset:
+    """A preset from its JSON form (``Preset.to_dict``), every part checked.
+
+    Missing parts take the ``default`` preset's values; unknown keys are an error.
+    """
+    from embedrec.models.registry import get as get_spec
+
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{origin}: expected a JSON object")
+    unknown = set(raw) - set(PRESET_FILE_KEYS)
+    if unknown:
+        raise ConfigError(f"{origin}: unknown key(s) {', '.join(sorted(unknown))}; "
+                          f"a preset file holds {', '.join(PRESET_FILE_KEYS)}")
+    base = PRESETS["default"]
+
+    def part(key, cls, default):
+        value = raw.get(key)
+        if value is None:
+            return default
+        if not isinstance(value, dict):
+            raise ConfigError(f"{origin}: {key!r} must be a JSON object")
+        try:
+            return cls(**value)
+        except TypeError as exc:
+            raise ConfigError(f"{origin}: {key}: {exc}") from None
+
+    train = part("train", TrainConfig, base.train)
+    models = raw.get("models", base.models)
+    by_model = raw.get("train_by_model", {})
+    for key, value in (("models", models), ("train_by_model", by_model)):
+        if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
+            raise ConfigError(f"{origin}: {key!r} must map model names to JSON objects")
+    train_keys = {f.name for f in dataclasses.fields(TrainConfig)}
+    for name, values in by_model.items():
+        get_spec(name)
+        bad = set(values) - train_keys
+        if bad:
+            raise ConfigError(f"{origin}: train_by_model.{name}: unknown training setting(s) "
+                              f"{', '.join(sorted(bad))}")
+    preset = Preset(name=str(raw.get("name", "file")),
+                    description=str(raw.get("description", f"settings from a {origin}")),
+                    train=train, split=part("split", SplitConfig, base.split),
+                    evaluation=part("evaluation", EvalConfig, base.evaluation),
+                    models={k: dict(v) for k, v in models.items()},
+                    train_by_model={k: dict(v) for k, v in by_model.items()})
+    for name in set(models) - {"*"}:  # every model's settings and training settings are valid
+        spec = get_spec(name)
+        preset.model_config(spec)
+        preset.train_config(name)
+    return preset
+
+
+def load_preset_file(path) -> Preset:
+    """A preset from a JSON file (as ``embedrec tune`` writes it). Only data is read."""
+    import json
+    from pathlib import Path
+
+    path = Path(path)
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such preset file") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not a JSON preset file ({exc})") from None
+    return preset_from_dict(raw, origin=str(path))
+
+
+def choose_preset(name: str, path=None) -> Preset:
+    """``--preset-file`` when given, else the named preset."""
+    return load_preset_file(path) if path is not None else get_preset(name)

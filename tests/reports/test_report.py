@@ -95,6 +95,38 @@ def test_report_of_a_folder_without_results(tmp_path, capsys):
 def test_verdict_says_whether_the_lead_is_real():
     rows = [{"model": "a", "rmse": 0.80, "rmse_std": 0.01, "n_seeds": 3},
             {"model": "b", "rmse": 0.85, "rmse_std": 0.01, "n_seeds": 3}]
-    assert "clearly ahead" in verdict(rows)[0] and "<b>a</b>" in verdict(rows)[0]
-    rows[1]["rmse"] = 0.805
-    assert "within the seed spread" in verdict(rows)[0]
+    pair = {"metric": "rmse", "a": "a", "b": "b", "sentence":
+            "a beats b by 0.0500 RMSE [0.0400, 0.0600], p < 0.001 (Holm)"}
+    text = verdict(rows, {"pairs": [pair]})[0].replace("&lt;", "<")
+    assert "<b>a</b>" in text and "a beats b by 0.0500 RMSE [0.0400, 0.0600], p < 0.001 (Holm)" in text
+    assert "clearly ahead" not in text
+    # without paired tests (an old folder) no lead is claimed
+    assert "No paired test" in verdict(rows)[0] and "beats" not in verdict(rows)[0]
+
+
+def test_report_states_paired_tests_with_ci_and_holm(folder):
+    out, _ = folder
+    stats = _json(out / "stats.json")
+    page = (out / "report.html").read_text()
+    assert "<h2>Paired tests</h2>" in page and "clearly ahead" not in page
+    models = ["dot", "biased", "mlp", "bias", "pop"]
+    rating = [p for p in stats["pairs"] if p["metric"] == "rmse"]
+    ranking = [p for p in stats["pairs"] if p["metric"] == "ndcg_at_k"]
+    assert len(rating) == 6 and len(ranking) == 10  # pop predicts no ratings
+    for p in stats["pairs"]:
+        assert p["ci_low"] <= p["difference"] <= p["ci_high"]
+        assert p["p"] <= p["p_holm"] <= 1
+        assert p["sentence"] in page.replace("&lt;", "<")
+        assert ("beats" in p["sentence"]) == p["significant"]
+    assert set(stats["seed_spread"]["rmse"]) == set(models) - {"pop"}
+    from embedrec.evaluation.stats import load_predictions
+
+    preds = load_predictions(out / "predictions.npz")
+    results = _json(out / "results.json")
+    truth = preds["truth"][1]
+    for rec in results:
+        if rec["rmse"] is not None:
+            pred = preds["pred"][rec["model"]][1][rec["seed"]]
+            assert np.sqrt(np.mean((pred - truth) ** 2)) == pytest.approx(rec["rmse"], rel=1e-5)
+        ndcg = preds["ndcg"][rec["model"]][1][rec["seed"]]
+        assert np.nanmean(ndcg) == pytest.approx(rec["ndcg_at_k"], rel=1e-9)

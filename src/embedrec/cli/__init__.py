@@ -37,7 +37,7 @@ install_signal_handlers()
 
 import typer  # noqa: E402
 
-from embedrec.cli import compare, data, models, serve  # noqa: E402,F401  (they register commands)
+from embedrec.cli import compare, data, models, serve, tune  # noqa: E402,F401  (they register commands)
 from embedrec.cli.common import app, err  # noqa: E402
 from embedrec.errors import EmbedrecError  # noqa: E402
 

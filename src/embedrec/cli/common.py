@@ -121,6 +121,12 @@ def model_names_help() -> str:
     return ", ".join(names())
 
 
+PresetFileOpt = Annotated[Optional[Path], typer.Option(
+    "--preset-file", help="A JSON preset (e.g. best.json from `embedrec tune`); replaces --preset.")]
+MlflowOpt = Annotated[Optional[str], typer.Option(
+    "--mlflow", help="Log to MLflow at this tracking URI ('local' = ./mlruns); needs "
+                     "pip install embedrec[mlflow].")]
+
 SetOpt = Annotated[list[str], typer.Option(
     "--set", help="A model setting, MODEL.KEY=VALUE (repeatable), e.g. mlp.hidden=32; "
                   "*.n_factors=64 sets every model that has it.")]

@@ -8,9 +8,12 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
+from embedrec.errors import EmbedrecError
+
 from embedrec.cli.common import (
-    DataOpt, DatasetOpt, DuplicatesOpt, IdTypeOpt, ItemsOpt, NoDownloadOpt, ScaleOpt, SetOpt, app,
-    load_data, mean_std, model_names_help, out, parse_settings, progress_bar, safe, split_models,
+    DataOpt, DatasetOpt, DuplicatesOpt, IdTypeOpt, ItemsOpt, MlflowOpt, NoDownloadOpt,
+    PresetFileOpt, ScaleOpt, SetOpt, app, load_data, mean_std, model_names_help, out,
+    parse_settings, progress_bar, safe, split_models,
 )
 
 RATING_COLUMNS = [("RMSE", "rmse", 4), ("MAE", "mae", 4), ("RMSE warm", "rmse_warm", 4),
@@ -51,6 +54,15 @@ def print_summary(comparison) -> None:
               f"minus their training items")
 
 
+def print_pairs(stats: dict) -> None:
+    """The paired tests, one sentence per pair (significant ones first)."""
+    pairs = sorted(stats.get("pairs", []), key=lambda p: (p["metric"], not p["significant"]))
+    if pairs:
+        out.print("paired tests (seed-averaged; users resampled; Wilcoxon, Holm-corrected):")
+    for p in pairs:
+        out.print(f"  {p['sentence']}", markup=False, highlight=False)
+
+
 @app.command()
 def compare(
     dataset: DatasetOpt = None,
@@ -80,18 +92,30 @@ def compare(
     scale: ScaleOpt = None,
     id_type: IdTypeOpt = "auto",
     duplicates: DuplicatesOpt = "last",
+    preset_file: PresetFileOpt = None,
+    tuned: Annotated[Optional[Path], typer.Option(
+        "--tuned", help="A `tune --out` folder: use its best settings (its best.json).")] = None,
+    mlflow: MlflowOpt = None,
 ) -> None:
-    """Train and compare models on one split; print mean ± std over seeds."""
+    """Train and compare models on one split; print mean ± std over seeds and paired tests."""
     from embedrec.compare import run_comparison, write_results
-    from embedrec.presets import get_preset
     from embedrec.io import check_results_out
+    from embedrec.presets import choose_preset
 
     if out_dir is not None:
         check_results_out(out_dir)  # before any work: never train for minutes, then refuse
 
-    chosen = get_preset(preset).with_overrides(epochs=epochs, batch_size=batch_size, engine=engine,
-                                               lr=lr, l2=l2, valid_fraction=valid_fraction,
-                                               top_k=k, relevance_threshold=relevant, device=device)
+    if tuned is not None:
+        if preset_file is not None:
+            raise EmbedrecError("give --tuned DIR or --preset-file F, not both")
+        preset_file = tuned / "best.json"
+    if mlflow is not None:
+        from embedrec.tracking import check_available
+
+        check_available()
+    chosen = choose_preset(preset, preset_file).with_overrides(
+        epochs=epochs, batch_size=batch_size, engine=engine, lr=lr, l2=l2,
+        valid_fraction=valid_fraction, top_k=k, relevance_threshold=relevant, device=device)
     chosen = chosen.with_model_settings(parse_settings(settings))
     ratings = load_data(dataset, data, download=not no_download, items=items, scale=scale,
                         id_type=id_type, duplicates=duplicates)
@@ -106,12 +130,25 @@ def compare(
         result = run_comparison(ratings, preset=chosen, models=split_models(models) or None,
                                 seeds=seeds, split=split, progress=step)
     print_summary(result)
+    stats = result.stats()
+    result.extras["stats"] = stats
+    print_pairs(stats)
     if out_dir is not None:
         write_results(result, out_dir)
+        if tuned is not None and (tuned / "tuning.json").is_file():  # the report's tuning section
+            from embedrec.io import atomic_write_text as atomic_write
+
+            atomic_write(out_dir / "tuning.json",
+                         (tuned / "tuning.json").read_text(encoding="utf-8"))
         written = "results.json, results.csv, summary.json, settings.json, analysis.json, data.json"
         if report:
             from embedrec.reports import build_report
 
             build_report(out_dir)
             written += ", report.html, figures/"
-        out.print(f"wrote {out_dir}/: {written}", markup=False, highlight=False)
+        out.print(f"wrote {out_dir}/: {written}, predictions.npz, stats.json", markup=False,
+                  highlight=False)
+    if mlflow is not None:
+        from embedrec.tracking import log_comparison
+
+        log_comparison(result, mlflow, out_dir)

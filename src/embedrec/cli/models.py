@@ -10,8 +10,8 @@ import typer
 from rich.table import Table
 
 from embedrec.cli.common import (
-    DataOpt, DatasetOpt, DuplicatesOpt, IdTypeOpt, ItemsOpt, NoDownloadOpt, ScaleOpt, SetOpt, app,
-    cell, err, load_data, model_names_help, out, parse_settings, progress_bar,
+    DataOpt, DatasetOpt, DuplicatesOpt, IdTypeOpt, ItemsOpt, NoDownloadOpt, PresetFileOpt, ScaleOpt,
+    SetOpt, app, cell, err, load_data, model_names_help, out, parse_settings, progress_bar,
 )
 from embedrec.errors import EmbedrecError
 
@@ -36,19 +36,20 @@ def train(
     scale: ScaleOpt = None,
     id_type: IdTypeOpt = "auto",
     duplicates: DuplicatesOpt = "last",
+    preset_file: PresetFileOpt = None,
 ) -> None:
     """Train one model and save it (safetensors weights + JSON manifest)."""
     from embedrec.experiment import train_bundle
     from embedrec.models.registry import get
     from embedrec.persistence import save_model
     from embedrec.io import check_model_out
-    from embedrec.presets import get_preset
+    from embedrec.presets import choose_preset
 
     check_model_out(out_dir)  # before any work: never train for minutes, then refuse
 
     get(model)  # an unknown model fails before the data is read
-    chosen = get_preset(preset).with_overrides(epochs=epochs, batch_size=batch_size, engine=engine,
-                                               device=device)
+    chosen = choose_preset(preset, preset_file).with_overrides(
+        epochs=epochs, batch_size=batch_size, engine=engine, device=device)
     chosen = chosen.with_model_settings(parse_settings(settings))
     ratings = load_data(dataset, data, download=not no_download, items=items, scale=scale,
                         id_type=id_type, duplicates=duplicates)

@@ -136,6 +136,17 @@ class MLPSpec(ModelSpec):
     capabilities = Capabilities(item_vectors=True)
     colour = "#2ca02c"
 
+    def search_space(self, trial, train):
+        """The shared knobs, plus hidden units (up to a network 25 times the reference's width)
+        and both dropouts."""
+        model_values, train_values = super().search_space(trial, train)
+        model_values |= {
+            "hidden": trial.suggest_categorical("hidden", [10, 32, 64, 128, 256]),
+            "dropout_in": trial.suggest_float("dropout_in", 0.0, 0.5),
+            "dropout_hidden": trial.suggest_float("dropout_hidden", 0.0, 0.6),
+        }
+        return model_values, train_values
+
     def build(self, config: MLPConfig, shape: Shape):
         return module_class()(shape.n_users, shape.n_items, config, shape.rating_range)
 

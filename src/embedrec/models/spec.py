@@ -142,6 +142,29 @@ class ModelSpec:
             raise ConfigError(f"--set {self.name}.{key}={text!r}: not a valid {getattr(kind, '__name__', kind)}") from None
         return text
 
+    # ---- tuning --------------------------------------------------------------------------
+    def search_space(self, trial, train) -> tuple[dict, dict]:
+        """One tuning trial's settings: (model settings, training settings), drawn from
+        ``trial`` (an Optuna trial: ``suggest_float``/``suggest_int``/``suggest_categorical``).
+
+        The default tunes what every torch model has: the learning rate, L2 and batch size
+        (``train``, the preset's ``TrainConfig``, is the base) and ``n_factors`` when the Config
+        has it. Closed-form models have nothing to tune by default. Override to add a model's
+        own knobs; a search-space file (``embedrec tune --space``) can override any of them.
+        """
+        if self.capabilities.trained_by != "torch":
+            return {}, {}
+        train_values = {
+            "lr": trial.suggest_float("lr", 1e-3, 3e-2, log=True),
+            "l2": trial.suggest_float("l2", 1e-6, 1e-2, log=True),
+            "batch_size": trial.suggest_categorical("batch_size", [256, 512, 1024, 2048]),
+        }
+        model_values = {}
+        if "n_factors" in {f.name for f in dataclasses.fields(self.Config)}:
+            model_values["n_factors"] = trial.suggest_categorical("n_factors",
+                                                                  [16, 32, 50, 64, 128])
+        return model_values, train_values
+
     # ---- making it ---------------------------------------------------------------------
     def build(self, config, shape: Shape):
         """An untrained torch module (``trained_by == 'torch'``)."""

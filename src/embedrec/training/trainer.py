@@ -32,6 +32,13 @@ from embedrec.training.optim import KerasAdam
 log = logging.getLogger(__name__)
 
 StepProgress = Callable[[int, int], None]  # (steps done, steps in all)
+EpochCallback = Callable[[int, dict], None]  # (epoch, that epoch's record in History.epochs)
+
+
+class StopTraining(Exception):
+    """Raised by an ``on_epoch`` callback to stop training early (e.g. a pruned tuning trial).
+
+    ``fit`` lets it propagate after putting the model back on the CPU in eval mode."""
 
 
 @dataclass
@@ -80,8 +87,13 @@ def make_optimizer(model, config: TrainConfig) -> KerasAdam:
 
 def fit(model, train: Ratings, config: TrainConfig, *, seed: int, shape: Shape | None = None,
         valid: Ratings | None = None, needs: frozenset[str] = frozenset(),
-        progress: StepProgress | None = None) -> History:
-    """Train ``model`` in place on ``train``; validation rows (if any) only monitor and stop."""
+        progress: StepProgress | None = None, on_epoch: EpochCallback | None = None) -> History:
+    """Train ``model`` in place on ``train``; validation rows (if any) only monitor and stop.
+
+    ``on_epoch(epoch, record)``, when given, is called after every epoch with that epoch's
+    record (train loss, validation metrics); an exception it raises (``StopTraining``, or a
+    tuner's own pruning exception) ends training and propagates to the caller.
+    """
     if len(train) == 0:
         raise TrainingError("no training rows")
     shape = shape or Shape(train.n_users, train.n_items, train.scale)
@@ -139,6 +151,8 @@ def fit(model, train: Ratings, config: TrainConfig, *, seed: int, shape: Shape |
                 history.epochs.append(record)
                 log.info("epoch %d: %s", epoch, ", ".join(
                     f"{k} {v:.4f}" for k, v in record.items() if isinstance(v, float)))
+                if on_epoch is not None:
+                    on_epoch(epoch, record)
                 score = record.get(monitor)
                 if score is None or config.patience is None:
                     continue
@@ -164,11 +178,11 @@ def fit(model, train: Ratings, config: TrainConfig, *, seed: int, shape: Shape |
 
 def train_model(spec: ModelSpec, model_config, shape: Shape, train: Ratings, config: TrainConfig,
                 *, seed: int, valid: Ratings | None = None,
-                progress: StepProgress | None = None):
+                progress: StepProgress | None = None, on_epoch: EpochCallback | None = None):
     """Build (from ``spec``), initialise (from ``seed``) and fit a model; return it and its
     history."""
     model = spec.build(model_config, shape)
     initialise(model, config.init, torch.Generator().manual_seed(seed))
     history = fit(model, train, config, seed=seed + 1, shape=shape, valid=valid,
-                  needs=spec.capabilities.needs, progress=progress)
+                  needs=spec.capabilities.needs, progress=progress, on_epoch=on_epoch)
     return model, history

@@ -1,0 +1,331 @@
+"""Tune every model with the same budget, on validation rows only, with Optuna.
+
+For each model one Optuna study (TPE sampling, median pruning on the per-epoch validation loss)
+lives in ``OUT/study.db`` (SQLite). A trial trains the model on the training part of the split
+minus the validation carve-out and is scored by its best validation MSE; the test rows of the
+split are never taken from the data. Every model gets the same number of trials and the same
+wall-clock cap. Rerunning the same command resumes each study: finished trials are kept and only
+the missing ones run.
+
+Outputs in ``OUT``: ``best.json`` (a preset file: ``compare --preset-file`` / ``--tuned OUT``
+and ``train --preset-file``), ``tuning.json`` (every trial, the best settings, parameter
+importances, seconds per model) and ``study.db``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from embedrec.data.dataset import Ratings
+from embedrec.errors import ConfigError, EmbedrecError
+from embedrec.experiment import fit_model, make_fold, splits
+from embedrec.models.registry import check_model_names
+from embedrec.models.registry import get as get_spec
+from embedrec.presets import Preset
+from embedrec.training.config import TrainConfig
+
+log = logging.getLogger(__name__)
+
+TrialProgress = Callable[[str, int, int, float | None], None]  # (model, done, total, best)
+SPACE_KINDS = ("float", "int", "categorical")
+
+
+def _optuna():
+    try:
+        import optuna
+    except ImportError:  # pragma: no cover - optuna is a dependency
+        raise EmbedrecError("tuning needs Optuna: pip install optuna") from None
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return optuna
+
+
+@dataclass(frozen=True)
+class Budget:
+    """The same for every model: trials and a wall-clock cap (seconds, per model)."""
+
+    trials: int = 50
+    timeout: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.trials < 1:
+            raise ConfigError("--trials must be at least 1")
+        if self.timeout is not None and self.timeout <= 0:
+            raise ConfigError("--timeout must be > 0 seconds")
+
+
+# ---- search spaces ---------------------------------------------------------------------------
+def load_space_file(path) -> dict:
+    """A search-space override file: {model or "*": {param: spec}}, where spec is
+    {"low": x, "high": y, "log": bool} (float), {"low": m, "high": n, "int": true} (int),
+    {"choices": [...]} (categorical), or a single value (fixed). Only data is read."""
+    path = Path(path)
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such search-space file") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not a JSON search-space file ({exc})") from None
+    if not isinstance(raw, dict) or not all(isinstance(v, dict) for v in raw.values()):
+        raise ConfigError(f"{path}: expected {{model: {{parameter: range}}}}")
+    for model, params in raw.items():
+        if model != "*":
+            get_spec(model)
+        for name, spec in params.items():
+            _check_range(f"{path}: {model}.{name}", spec)
+    return raw
+
+
+def _check_range(where: str, spec) -> None:
+    if not isinstance(spec, dict):
+        if not isinstance(spec, (int, float, str, bool)):
+            raise ConfigError(f"{where}: a fixed value must be a number, string or boolean")
+        return
+    if "choices" in spec:
+        if not isinstance(spec["choices"], list) or not spec["choices"]:
+            raise ConfigError(f"{where}: choices must be a non-empty list")
+        return
+    try:
+        low, high = float(spec["low"]), float(spec["high"])
+    except (KeyError, TypeError, ValueError):
+        raise ConfigError(f"{where}: give low and high (numbers), or choices") from None
+    if not low < high or (spec.get("log") and low <= 0):
+        raise ConfigError(f"{where}: need low < high (and low > 0 with log)")
+
+
+class SpaceTrial:
+    """An Optuna trial whose ranges are replaced by a search-space file's where it names a
+    parameter (so a spec's ``search_space`` needs no knowledge of the file)."""
+
+    def __init__(self, trial, overrides: dict):
+        self.trial, self.overrides = trial, overrides
+
+    def _override(self, name: str):
+        spec = self.overrides[name]
+        if not isinstance(spec, dict):
+            return self.trial.suggest_categorical(name, [spec])
+        if "choices" in spec:
+            return self.trial.suggest_categorical(name, list(spec["choices"]))
+        if spec.get("int"):
+            return self.trial.suggest_int(name, int(spec["low"]), int(spec["high"]),
+                                          log=bool(spec.get("log")))
+        return self.trial.suggest_float(name, float(spec["low"]), float(spec["high"]),
+                                        log=bool(spec.get("log")))
+
+    def suggest_float(self, name, low, high, *, log=False, step=None):
+        if name in self.overrides:
+            return self._override(name)
+        return self.trial.suggest_float(name, low, high, log=log, step=step)
+
+    def suggest_int(self, name, low, high, *, log=False, step=1):
+        if name in self.overrides:
+            return self._override(name)
+        return self.trial.suggest_int(name, low, high, log=log, step=step)
+
+    def suggest_categorical(self, name, choices):
+        if name in self.overrides:
+            return self._override(name)
+        return self.trial.suggest_categorical(name, choices)
+
+
+def trial_settings(spec, trial, train: TrainConfig, overrides: dict) -> tuple[dict, dict]:
+    """(model settings, training settings) of one trial: the spec's space, with the file's
+    overrides, plus any parameter the file adds (routed by name to the model's Config or to
+    TrainConfig)."""
+    wrapped = SpaceTrial(trial, overrides)
+    model_values, train_values = spec.search_space(wrapped, train)
+    model_fields = {f.name for f in dataclasses.fields(spec.Config)}
+    train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    for name in overrides:
+        if name in model_values or name in train_values:
+            continue
+        if name in model_fields:
+            model_values[name] = wrapped._override(name)
+        elif name in train_fields:
+            train_values[name] = wrapped._override(name)
+        else:
+            raise ConfigError(f"search space of {spec.name}: {name!r} is neither a {spec.name} "
+                              f"setting nor a training setting")
+    return model_values, train_values
+
+
+# ---- one study per model ---------------------------------------------------------------------
+@dataclass
+class ModelTuning:
+    model: str
+    best_value: float | None
+    best_model_settings: dict
+    best_train_settings: dict
+    trials: list[dict]
+    importances: dict
+    seconds: float  # wall time of this invocation's trials
+    n_complete: int
+    n_pruned: int
+    settings_keys: dict = field(default_factory=dict)  # param -> "model" | "train"
+
+
+def tuning_fold(data: Ratings, preset: Preset, seed: int):
+    """The rows a trial may see: the training part of the preset's split, with its validation
+    carve-out. The test part is never taken from ``data``."""
+    if preset.split.valid_fraction <= 0:
+        raise ConfigError("tuning needs validation rows: use a preset with a validation "
+                          "fraction or --valid-fraction X (e.g. 0.05)")
+    sp = splits(data, preset)[0]
+    return make_fold(data, sp.train, None, valid_fraction=preset.split.valid_fraction, seed=seed)
+
+
+def _storage_url(out: Path) -> str:
+    return f"sqlite:///{(out / 'study.db').resolve()}"
+
+
+def tune_model(name: str, fold, preset: Preset, budget: Budget, out: Path, *, seed: int = 0,
+               overrides: dict | None = None, progress: TrialProgress | None = None,
+               on_trial: Callable | None = None) -> ModelTuning:
+    """Run (or resume) the study of one model up to ``budget.trials`` finished trials."""
+    optuna = _optuna()
+    spec = get_spec(name)
+    overrides = dict(overrides or {})
+    sampler = optuna.samplers.TPESampler(seed=seed)
+    pruner = optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1)
+    study = optuna.create_study(study_name=name, storage=_storage_url(out), sampler=sampler,
+                                pruner=pruner, direction="minimize", load_if_exists=True)
+    finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    keys: dict[str, str] = {}
+
+    def objective(trial) -> float:
+        model_values, train_values = trial_settings(spec, trial, preset.train, overrides)
+        keys.update({k: "model" for k in model_values} | {k: "train" for k in train_values})
+        trial.set_user_attr("model_settings", model_values)
+        trial.set_user_attr("train_settings", train_values)
+        run = preset.with_model_settings({name: model_values})
+        run = replace(run, train_by_model={**run.train_by_model, name: {
+            **run.train_by_model.get(name, {}), **train_values}})
+
+        def report(epoch: int, record: dict) -> None:
+            value = record.get("valid_mse")
+            if value is None or not math.isfinite(value):
+                return
+            trial.report(value, epoch)
+            if trial.should_prune():
+                raise optuna.TrialPruned()
+
+        fitted = fit_model(name, fold, run, seed=seed, on_epoch=report)
+        if fitted.history is None:  # a closed-form model: score it on the validation rows
+            pred = fitted.scorer.predict(fold.valid.users, fold.valid.items)
+            return float(np.mean((np.asarray(pred, dtype=np.float64) - fold.valid.ratings) ** 2))
+        values = [e["valid_mse"] for e in fitted.history.epochs
+                  if e.get("valid_mse") is not None]
+        if not values:
+            raise EmbedrecError(f"{name}: training reported no validation loss")
+        return float(min(values))
+
+    def count() -> int:
+        return sum(t.state in finished for t in study.get_trials(deepcopy=False))
+
+    def best() -> float | None:
+        done = [t.value for t in study.get_trials(deepcopy=False)
+                if t.state == optuna.trial.TrialState.COMPLETE]
+        return min(done) if done else None
+
+    def callback(study_, trial) -> None:
+        if progress:
+            progress(name, count(), budget.trials, best())
+        if on_trial:
+            on_trial(name, trial)
+
+    remaining = budget.trials - count()
+    if progress:
+        progress(name, count(), budget.trials, best())
+    t0 = time.perf_counter()
+    if remaining > 0:
+        log.info("tuning %s: %d trial(s) to run", name, remaining)
+        study.optimize(objective, n_trials=remaining, timeout=budget.timeout,
+                       callbacks=[callback], catch=(EmbedrecError,), gc_after_trial=False)
+    seconds = time.perf_counter() - t0
+    return summarise(study, name, seconds, keys)
+
+
+def summarise(study, name: str, seconds: float, keys: dict | None = None) -> ModelTuning:
+    optuna = _optuna()
+    trials = study.get_trials(deepcopy=False)
+    complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+    rows = [{"number": t.number, "state": t.state.name, "value": t.value,
+             "params": t.params, "epochs": len(t.intermediate_values),
+             "seconds": (t.duration.total_seconds() if t.duration else None)} for t in trials]
+    if not complete:
+        return ModelTuning(name, None, {}, {}, rows, {}, seconds, 0,
+                           sum(t.state == optuna.trial.TrialState.PRUNED for t in trials))
+    top = min(complete, key=lambda t: t.value)
+    importances = {}
+    if len(complete) >= 3 and top.params:
+        try:
+            importances = {k: float(v) for k, v in optuna.importance.get_param_importances(
+                study, evaluator=optuna.importance.PedAnovaImportanceEvaluator()
+                if hasattr(optuna.importance, "PedAnovaImportanceEvaluator") else None).items()}
+        except Exception as exc:  # importances are a nicety; never fail a run over them
+            log.warning("%s: no parameter importances (%s)", name, exc)
+    return ModelTuning(
+        name, float(top.value), dict(top.user_attrs.get("model_settings", {})),
+        dict(top.user_attrs.get("train_settings", {})), rows, importances, seconds,
+        len(complete), sum(t.state == optuna.trial.TrialState.PRUNED for t in trials),
+        dict(keys or {}))
+
+
+# ---- the whole run ---------------------------------------------------------------------------
+def best_preset(preset: Preset, results: list[ModelTuning]) -> Preset:
+    """The base preset with each model's best settings (models) and training settings
+    (train_by_model)."""
+    chosen = preset
+    by_model = {k: dict(v) for k, v in preset.train_by_model.items()}
+    for res in results:
+        if res.best_value is None:
+            continue
+        chosen = chosen.with_model_settings({res.model: res.best_model_settings})
+        by_model[res.model] = by_model.get(res.model, {}) | res.best_train_settings
+    return replace(chosen, name=f"tuned-{preset.name}",
+                   description=(f"{preset.name} with each model's settings tuned on validation "
+                                "rows (embedrec tune)"),
+                   train_by_model=by_model)
+
+
+def run_tuning(data: Ratings, *, preset: Preset, models: list[str], budget: Budget, out,
+               seed: int = 0, space: dict | None = None, progress: TrialProgress | None = None,
+               on_trial: Callable | None = None) -> dict:
+    """Tune ``models`` one after another with the same budget; write best.json and
+    tuning.json into ``out``; return what tuning.json holds."""
+    from embedrec.compare import versions
+    from embedrec.io import atomic_write_text as atomic_write
+
+    models = check_model_names(list(models))
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    fold = tuning_fold(data, preset, seed)
+    space = space or {}
+    results = []
+    for name in models:
+        overrides = dict(space.get("*", {})) | dict(space.get(name, {}))
+        results.append(tune_model(name, fold, preset, budget, out, seed=seed,
+                                  overrides=overrides, progress=progress, on_trial=on_trial))
+    chosen = best_preset(preset, results)
+    atomic_write(out / "best.json", json.dumps(chosen.to_dict(), indent=1))
+    report = {
+        "dataset": data.name, "dataset_md5": data.source.get("md5"),
+        "split": preset.split.kind, "split_seed": preset.split.seed,
+        "n_train": len(fold.train), "n_valid": len(fold.valid), "seed": seed,
+        "budget": {"trials": budget.trials, "timeout": budget.timeout},
+        "objective": "best validation MSE over epochs (lower is better)",
+        "sampler": "TPE", "pruner": "median, on per-epoch validation MSE",
+        "base_preset": preset.to_dict(), "space_overrides": space,
+        "models": {r.model: dataclasses.asdict(r) for r in results},
+        "versions": versions(),
+    }
+    atomic_write(out / "tuning.json", json.dumps(report, indent=1, default=str))
+    return report

@@ -1,0 +1,227 @@
+"""embedrec tune: equal budgets, validation rows only, resumable studies, a preset file that
+compare and train accept, and search spaces declared by specs (overridable by a file)."""
+
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+optuna = pytest.importorskip("optuna")
+
+from embedrec.cli import main  # noqa: E402
+from embedrec.experiment import splits  # noqa: E402
+from embedrec.models.registry import get, names  # noqa: E402
+from embedrec.presets import get_preset, load_preset_file  # noqa: E402
+from embedrec.tune import Budget, run_tuning, tuning_fold  # noqa: E402
+from tests.conftest import make_ratings  # noqa: E402
+
+PRESET = get_preset("default").with_overrides(epochs=3, valid_fraction=0.1)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return make_ratings(n_users=40, n_items=30, seed=2)
+
+
+@pytest.fixture
+def ratings_csv(tmp_path):
+    frame = make_ratings(n_users=40, n_items=30, seed=2).to_frame()
+    path = tmp_path / "ratings.csv"
+    frame.rename(columns={"user": "userId", "item": "movieId"}).to_csv(path, index=False)
+    return path
+
+
+def _values(report, model):
+    return [(t["number"], t["state"], t["value"]) for t in report["models"][model]["trials"]]
+
+
+def test_test_rows_are_never_read(data, tmp_path):
+    """The test part of the split is poisoned with NaN: tuning gives exactly the same trials."""
+    test_rows = splits(data, PRESET)[0].test
+    ratings = data.ratings.copy()
+    ratings[test_rows] = np.nan
+    poisoned = dataclasses.replace(data, ratings=ratings)
+    clean = run_tuning(data, preset=PRESET, models=["biased", "bias"], budget=Budget(trials=3),
+                       out=tmp_path / "clean")
+    dirty = run_tuning(poisoned, preset=PRESET, models=["biased", "bias"],
+                       budget=Budget(trials=3), out=tmp_path / "dirty")
+    assert _values(clean, "biased") == _values(dirty, "biased")
+    assert _values(clean, "bias") == _values(dirty, "bias")
+    values = [v for _, state, v in _values(dirty, "biased") if state == "COMPLETE"]
+    assert values and np.isfinite(values).all()
+    fold = tuning_fold(data, PRESET, 0)
+    assert len(fold.train) + len(fold.valid) == len(data) - len(test_rows)
+    assert fold.test is None
+
+
+def test_tuning_needs_validation_rows(data, tmp_path):
+    from embedrec.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="validation"):
+        run_tuning(data, preset=PRESET.with_overrides(valid_fraction=0.0), models=["biased"],
+                   budget=Budget(trials=1), out=tmp_path)
+
+
+def test_every_model_gets_the_same_budget_and_epochs_are_reported(data, tmp_path):
+    report = run_tuning(data, preset=PRESET, models=["dot", "mlp"], budget=Budget(trials=2),
+                        out=tmp_path)
+    assert report["budget"] == {"trials": 2, "timeout": None}
+    for model in ("dot", "mlp"):
+        res = report["models"][model]
+        assert res["n_complete"] + res["n_pruned"] == 2
+        # every trial reported its per-epoch validation loss to the pruner
+        assert all(1 <= t["epochs"] <= 3 for t in res["trials"])
+    assert set(report["models"]["mlp"]["best_model_settings"]) >= {"hidden", "dropout_in",
+                                                                   "dropout_hidden", "n_factors"}
+    assert (tmp_path / "study.db").is_file()
+
+
+def test_interrupted_study_resumes(data, tmp_path):
+    seen = []
+
+    def interrupt(model, trial):
+        seen.append(trial.number)
+        if len(seen) == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_tuning(data, preset=PRESET, models=["biased"], budget=Budget(trials=4), out=tmp_path,
+                   on_trial=interrupt)
+    before = optuna.load_study(study_name="biased", storage=f"sqlite:///{tmp_path}/study.db")
+    first = [(t.number, t.value) for t in before.trials]
+    assert len(first) == 2
+    report = run_tuning(data, preset=PRESET, models=["biased"], budget=Budget(trials=4),
+                        out=tmp_path)
+    trials = report["models"]["biased"]["trials"]
+    assert len(trials) == 4  # two kept, two more run
+    assert [(t["number"], t["value"]) for t in trials[:2]] == first
+    again = run_tuning(data, preset=PRESET, models=["biased"], budget=Budget(trials=4),
+                       out=tmp_path)
+    assert len(again["models"]["biased"]["trials"]) == 4  # complete: nothing more runs
+
+
+@pytest.mark.slow
+def test_killed_study_resumes(ratings_csv, tmp_path):
+    """A tune process killed with SIGKILL mid-study: rerunning keeps its finished trials."""
+    out = tmp_path / "tuned"
+    args = ["tune", "--data", str(ratings_csv), "--models", "biased", "--epochs", "2",
+            "--valid-fraction", "0.1", "--out", str(out)]
+    proc = subprocess.Popen([sys.executable, "-c", "import sys; from embedrec.cli import main; "
+                             "sys.exit(main(sys.argv[1:]))", *args, "--trials", "500"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            cwd=Path(__file__).resolve().parents[1])
+    storage = f"sqlite:///{out}/study.db"
+    finished = []
+    try:
+        while proc.poll() is None:
+            time.sleep(0.5)
+            if not (out / "study.db").is_file():
+                continue
+            try:
+                study = optuna.load_study(study_name="biased", storage=storage)
+            except Exception:  # the study is being created
+                continue
+            finished = [t for t in study.get_trials(deepcopy=False) if t.state.is_finished()]
+            if len(finished) >= 2:
+                break
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert len(finished) >= 2, "the tuning process ended before two trials finished"
+    study = optuna.load_study(study_name="biased", storage=storage)
+    kept = {t.number: t.value for t in study.trials if t.state.is_finished()}
+    assert main([*args, "--trials", str(len(kept) + 1)]) == 0
+    report = json.loads((out / "tuning.json").read_text())
+    trials = report["models"]["biased"]["trials"]
+    done = {t["number"]: t["value"] for t in trials if t["state"] in ("COMPLETE", "PRUNED")}
+    assert len(done) == len(kept) + 1
+    assert all(done[n] == v for n, v in kept.items())
+
+
+def test_preset_file_from_tune_drives_compare_and_train(ratings_csv, tmp_path, capsys):
+    tuned = tmp_path / "tuned"
+    assert main(["tune", "--data", str(ratings_csv), "--models", "biased,bias", "--trials", "2",
+                 "--epochs", "2", "--valid-fraction", "0.1", "--out", str(tuned)]) == 0
+    assert "best.json" in capsys.readouterr().out
+    preset = load_preset_file(tuned / "best.json")
+    report = json.loads((tuned / "tuning.json").read_text())
+    best = report["models"]["biased"]
+    assert preset.train_by_model["biased"] == best["best_train_settings"]
+    assert preset.model_config(get("biased")).n_factors == best["best_model_settings"]["n_factors"]
+    assert preset.train_config("biased").lr == best["best_train_settings"]["lr"]
+    assert preset.train_config("bias") == preset.train  # nothing tuned for a closed-form model
+    assert preset.split.valid_fraction == 0.1
+
+    out = tmp_path / "cmp"
+    assert main(["compare", "--data", str(ratings_csv), "--tuned", str(tuned), "--models",
+                 "biased,bias", "--seeds", "2", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "(Holm)" in printed
+    results = json.loads((out / "results.json").read_text())
+    assert {r["config"]["n_factors"] for r in results if r["model"] == "biased"} == {
+        best["best_model_settings"]["n_factors"]}
+    page = (out / "report.html").read_text()
+    assert "<h2>Tuning</h2>" in page and "Optimisation history" not in page.split("Tuning")[0]
+    assert "clearly ahead" not in page
+
+    model = tmp_path / "model"
+    assert main(["train", "--data", str(ratings_csv), "--model", "biased", "--preset-file",
+                 str(tuned / "best.json"), "--out", str(model)]) == 0
+    manifest = json.loads((model / "manifest.json").read_text())
+    assert manifest["preset"]["train_by_model"]["biased"]["lr"] == best["best_train_settings"]["lr"]
+
+
+def test_search_space_file_overrides_a_spec(data, tmp_path):
+    space = tmp_path / "space.json"
+    space.write_text(json.dumps({"biased": {"n_factors": 8, "lr": {"low": 0.001, "high": 0.002,
+                                                                   "log": True}},
+                                 "*": {"epochs": {"choices": [2]}}}))
+    from embedrec.tune import load_space_file
+
+    report = run_tuning(data, preset=PRESET, models=["biased"], budget=Budget(trials=3),
+                        out=tmp_path / "out", space=load_space_file(space))
+    for trial in report["models"]["biased"]["trials"]:
+        assert trial["params"]["n_factors"] == 8
+        assert 0.001 <= trial["params"]["lr"] <= 0.002
+        assert trial["params"]["epochs"] == 2 and trial["epochs"] <= 2
+
+
+def test_bad_search_space_and_preset_files_are_one_line_errors(ratings_csv, tmp_path, capsys):
+    space = tmp_path / "space.json"
+    space.write_text(json.dumps({"biased": {"lr": {"low": 1}}}))
+    assert main(["tune", "--data", str(ratings_csv), "--space", str(space), "--out",
+                 str(tmp_path / "o")]) == 1
+    assert "give low and high" in capsys.readouterr().err
+    bad = tmp_path / "preset.json"
+    bad.write_text(json.dumps({"train_by_model": {"biased": {"learning_rate": 1}}}))
+    assert main(["compare", "--data", str(ratings_csv), "--preset-file", str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert "learning_rate" in err and "Traceback" not in err
+    bad.write_text("{not json")
+    assert main(["train", "--data", str(ratings_csv), "--model", "biased", "--preset-file",
+                 str(bad), "--out", str(tmp_path / "m")]) == 1
+    assert "not a JSON preset file" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", names())
+def test_every_spec_declares_a_usable_search_space(name):
+    """The default (or overridden) space of every registered model gives settings its Config
+    and TrainConfig accept."""
+    spec = get(name)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for _ in range(3):
+        trial = study.ask()
+        model_values, train_values = spec.search_space(trial, PRESET.train)
+        spec.config(**model_values)
+        dataclasses.replace(PRESET.train, **train_values)
+        if spec.capabilities.trained_by == "torch":
+            assert {"lr", "l2", "batch_size"} <= set(train_values)
+        else:
+            assert train_values == {}
