@@ -17,8 +17,7 @@ from typing import Any
 import numpy as np
 
 from embedrec.data.dataset import Ratings
-from embedrec.data.split import Split, kfold, make_split, validation_rows
-from embedrec.errors import DataError
+from embedrec.data.split import Split, check_size, kfold, make_split, validation_rows
 from embedrec.evaluation.scoring import score_bundle
 from embedrec.recommender import topn_device
 from embedrec.models.baselines import BiasBaseline
@@ -58,9 +57,7 @@ class Fitted:
 def splits(data: Ratings, preset: Preset, kind: str | None = None) -> list[Split]:
     """The split(s) a run scores: one, or every fold of ``kfold`` (k = 1 / test fraction)."""
     kind = kind or preset.split.kind
-    if len(data) < 3:
-        raise DataError(f"{data.name}: {len(data)} rating(s) are too few to split into train "
-                        "and test rows (at least 3 are needed)")
+    check_size(len(data), str(data.source.get("path") or data.name))
     if kind == "kfold":
         return list(kfold(len(data), max(2, round(1 / preset.split.test_fraction)),
                           preset.split.seed))
