@@ -29,10 +29,14 @@ def browser():
         browser.close()
 
 
-def _until(page, expression: str, arg=None, tries: int = 400) -> None:
+def _until(page, expression: str, arg=None, timeout: float = 60.0) -> None:
     """Poll a JS expression from Python (page.wait_for_function evaluates strings inside the
-    page, which the app's Content-Security-Policy rightly forbids); at most ~20 s."""
-    for _ in range(tries):
+    page, which the app's Content-Security-Policy rightly forbids); gives up after ``timeout``
+    seconds (generous: a loaded machine is slow, and this is a bound, not a speed check)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
         if page.evaluate(expression, arg):
             return
         page.wait_for_timeout(50)

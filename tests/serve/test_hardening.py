@@ -150,6 +150,14 @@ def test_a_string_id_model_gives_404_for_unknown_ids(string_model):
     assert response.status_code == 422 and "none of the 1 rated movies is known" in response.text
 
 
+@pytest.mark.parametrize("path", ["/users/%C2%B9/recommendations", "/movies/%D9%A3",
+                                  "/movies/%EF%BC%95/similar"])
+def test_unicode_digits_are_not_integer_ids(client, path):
+    # "¹", "٣" and "５" pass str.isdigit() but int() refuses some of them: found by schemathesis
+    response = client.get(path)
+    assert response.status_code == 422 and "not a valid integer" in response.text
+
+
 def test_an_integer_model_takes_ids_as_numeric_strings_too(client):
     movie = client.get("/movies", params={"limit": 1}).json()[0]["movie_id"]
     as_text = client.post("/predict", json={"pairs": [{"user_id": "1", "movie_id": str(movie)}]})

@@ -15,6 +15,7 @@ The interactive docs (``/docs``) are off unless ``docs=True``, and then served f
 from __future__ import annotations
 
 import logging
+import re
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated
@@ -162,6 +163,9 @@ def _movie(bundle: ModelBundle, item: int, score: float | None = None) -> dict:
     return out
 
 
+_INT_ID = re.compile(r"-?[0-9]{1,19}")
+
+
 def _typed_id(ids: np.ndarray, raw: int | str, what: str):
     """A client's id in the model's id type; 422 when it cannot be one (e.g. "abc" for a model
     whose ids are integers)."""
@@ -169,7 +173,7 @@ def _typed_id(ids: np.ndarray, raw: int | str, what: str):
         if isinstance(raw, int):
             return raw
         text = raw.strip()
-        if text.lstrip("-").isdigit() and len(text) <= 20:
+        if _INT_ID.fullmatch(text):  # ASCII digits only: "¹".isdigit() is True, int("¹") fails
             return int(text)
         raise HTTPException(422, f"{what} id {raw[:50]!r} is not a valid integer (this model's "
                                  "ids are integers)")
