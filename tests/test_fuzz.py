@@ -278,9 +278,9 @@ JSON_VALUES = st.recursive(
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=5), inner,
                                                                  max_size=4),
     max_leaves=10)
-# Known, owned by the model-layer rewrite (issue 10 items 10-12): a NaN/Inf weight, a bad
-# rating_range, bad seen.indptr / items.counts. They are fuzzed in the xfail tests below.
-KNOWN_MANIFEST_KEYS = {"rating_range"}
+# Every manifest key is fuzzed; bad values of the model layer (issue 10 items 10-12: a NaN/Inf weight, a bad
+# rating_range, bad seen.indptr / items.counts) also have their own test below.
+KNOWN_MANIFEST_KEYS: set[str] = set()
 
 
 @st.composite
@@ -358,11 +358,8 @@ def test_mutated_weights(tmp_path_factory, model_files, seed, name, capsys):
     _use(root / "m", user, item, capsys, root, which=int(rng.integers(3)))
 
 
-# ---- known, to be switched on after the model-layer merge ---------------------------------------
-@pytest.mark.xfail(reason="issue 10 items 10-12 (NaN/Inf or overflowing weights, bad "
-                          "rating_range, bad seen.indptr/items.counts): the model-layer rewrite "
-                          "refuses them",
-                   strict=False)
+# ---- issue 10 items 10-12: NaN/Inf or overflowing weights, bad rating_range, bad seen.indptr /
+# items.counts are refused at load --------------------------------------------------------------
 @settings(FUZZ, max_examples=40)
 @given(data=st.data())
 def test_known_bad_values_are_refused(tmp_path_factory, model_files, data, capsys):

@@ -31,7 +31,7 @@ from embedrec.models.baselines import BiasBaseline
 from embedrec.models.fallback import WithFallback
 from embedrec.models.registry import get as get_spec
 from embedrec.models.scorer import Scorer
-from embedrec.models.spec import ModelSpec, Shape
+from embedrec.models.spec import ModelSpec, Shape, check_values
 from embedrec.io import (
     OutputError, atomic_write_text, check_model_out, make_temp_dir, ordinary_permissions,
     read_json_limited, recover_dir, replace_dir, sha256_file, sweep_stale,
@@ -266,8 +266,7 @@ def _assemble(manifest: dict, t: dict[str, np.ndarray]) -> ModelBundle:
                       ("users.counts", (n_users,)), ("seen.indptr", (n_users + 1,))):
         if tuple(t[key].shape) != want:
             raise ValueError(f"{key} has shape {tuple(t[key].shape)}, expected {want}")
-        if t[key].dtype.kind == "f" and not np.isfinite(t[key]).all():
-            raise ValueError(f"{key} holds NaN or infinite values")
+        check_values(key, t[key])
     for key in ("seen.indptr", "seen.items", "items.counts", "users.counts"):
         if t[key].dtype.kind not in "iu":
             raise ValueError(f"{key} must hold integers, not {t[key].dtype}")

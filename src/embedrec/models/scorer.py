@@ -75,7 +75,7 @@ class SigmoidRatings:
 
     def to_rating(self, scores: np.ndarray) -> np.ndarray:
         x = np.asarray(scores)
-        return (1.0 / (1.0 + np.exp(-x)) * (self.high - self.low) + self.low).astype(np.float32)
+        return ((0.5 + 0.5 * np.tanh(0.5 * x)) * (self.high - self.low) + self.low).astype(np.float32)
 
     def from_rating(self, ratings: np.ndarray) -> np.ndarray:
         frac = np.clip((np.asarray(ratings, dtype=np.float64) - self.low) / (self.high - self.low),

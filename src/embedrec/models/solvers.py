@@ -36,4 +36,5 @@ def gauss_newton(theta: np.ndarray, residual_jacobian, l2: float, iterations: in
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x))
+    """1 / (1 + exp(-x)), written with tanh so that no input overflows."""
+    return 0.5 * (1.0 + np.tanh(0.5 * np.asarray(x)))

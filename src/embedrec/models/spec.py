@@ -216,8 +216,22 @@ def check_arrays(name: str, arrays: dict[str, np.ndarray], shapes: dict[str, tup
         got = tuple(arrays[key].shape)
         if got != tuple(want):
             raise ValueError(f"{key} has shape {got}, expected {tuple(want)}")
-        if arrays[key].dtype.kind == "f" and not np.isfinite(arrays[key]).all():
-            raise ValueError(f"{key} holds NaN or infinite values")
+        check_values(key, arrays[key])
+
+
+# No trained model holds values this large; a file that does is corrupt or hostile, and its
+# products would overflow float32.
+MAX_ABS_VALUE = 1e6
+
+
+def check_values(key: str, array: np.ndarray) -> None:
+    """A stored float array must be finite and within +-MAX_ABS_VALUE (ValueError if not)."""
+    if array.dtype.kind != "f" or not array.size:
+        return
+    if not np.isfinite(array).all():
+        raise ValueError(f"{key} holds NaN or infinite values")
+    if np.abs(array.astype(np.float64)).max() >= MAX_ABS_VALUE:
+        raise ValueError(f"{key} holds values beyond +-{MAX_ABS_VALUE:g} (not a trained model)")
 
 
 @dataclass(frozen=True)
