@@ -44,10 +44,12 @@ class History:
     seconds: float = 0.0
     steps: int = 0
     monitor: str | None = None
+    notes: list[str] = field(default_factory=list)  # inputs switched off, and why
 
     def to_dict(self) -> dict:
         return {"epochs": self.epochs, "best_epoch": self.best_epoch, "monitor": self.monitor,
-                "stopped_early": self.stopped_early, "seconds": self.seconds, "steps": self.steps}
+                "stopped_early": self.stopped_early, "seconds": self.seconds, "steps": self.steps,
+                "notes": self.notes}
 
 
 @contextmanager
@@ -80,7 +82,7 @@ def make_optimizer(model, config: TrainConfig) -> KerasAdam:
 
 def fit(model, train: Ratings, config: TrainConfig, *, seed: int, shape: Shape | None = None,
         valid: Ratings | None = None, needs: frozenset[str] = frozenset(),
-        progress: StepProgress | None = None) -> History:
+        uses: frozenset[str] = frozenset(), progress: StepProgress | None = None) -> History:
     """Train ``model`` in place on ``train``; validation rows (if any) only monitor and stop."""
     if len(train) == 0:
         raise TrainingError("no training rows")
@@ -95,8 +97,13 @@ def fit(model, train: Ratings, config: TrainConfig, *, seed: int, shape: Shape |
     with torch_threads(config.threads), torch.random.fork_rng(devices=[]):
         model.to(device)
         model.sparse_rows = config.engine == "fast"
-        rows = RowTensors(train, needs=needs, device=device)
-        valid_batch = (RowTensors(valid, needs=needs, reference=train, device=device).all()
+        rows = RowTensors(train, needs=needs, uses=uses, device=device)
+        history.notes = [f"{name}: off, the data has none" for name in rows.missing]
+        history.notes += model.attach_inputs(rows.lookups)
+        for note in history.notes:
+            log.info("%s", note)
+        valid_batch = (RowTensors(valid, needs=needs, uses=uses, reference=train,
+                                  device=device).all()
                        if valid is not None and len(valid) else None)
         optimizer = make_optimizer(model, config)
         shuffle = torch.Generator().manual_seed(seed)
@@ -170,5 +177,6 @@ def train_model(spec: ModelSpec, model_config, shape: Shape, train: Ratings, con
     model = spec.build(model_config, shape)
     initialise(model, config.init, torch.Generator().manual_seed(seed))
     history = fit(model, train, config, seed=seed + 1, shape=shape, valid=valid,
-                  needs=spec.capabilities.needs, progress=progress)
+                  needs=spec.capabilities.needs, uses=spec.capabilities.uses,
+                  progress=progress)
     return model, history
