@@ -53,6 +53,8 @@ def train(
     metrics = bundle.manifest.get("metrics") or {}
     extra = f", test RMSE {metrics['rmse']:.4f}" if metrics else ""
     out.print(f"saved {model} trained on {bundle.manifest['n_train']:,} ratings to {out_dir}{extra}")
+    for note in bundle.manifest.get("notes") or []:
+        out.print(f"{model}: {note}")
 
 
 def _print_frame(frame, title: str, as_json: bool) -> None:

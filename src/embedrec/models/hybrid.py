@@ -38,7 +38,7 @@ from embedrec.models.spec import Capabilities, ModelSpec, Shape, UserParams
 # buckets: row 0 is "unknown" in every table
 RELEASE_FROM, RELEASE_WIDTH, N_RELEASE = 1920, 5, 22  # <=1924, 1925-29, ..., >=2020
 RATING_FROM, N_RATING_YEAR = 1995, 31  # <=1995, 1996, ..., >=2024
-N_TENURE = 16  # days since the user's first rating: 0, 1, 2-3, 4-7, ... (log2), >= 2^14
+N_TENURE = 16  # days since the first rating: 0, 1-2, 3-6, 7-14, ... (1 + log2), >= 2^14 - 1
 SECONDS_PER_DAY = 86_400
 
 
@@ -135,30 +135,23 @@ def module_class():
         return table
 
     class HybridModel(EmbeddingModel):
-        user_tables = ("user_factors", "user_bias")
-        item_tables = ("item_factors", "item_bias")
-        feature_tables = ("genre_factors", "genre_bias", "year_factors", "year_bias",
-                          "rating_year_factors", "rating_year_bias", "tenure_factors",
-                          "tenure_bias")
+        """Every table carries a vector and, in its last column, a bias: one look-up (or one
+        product, and one sparse optimizer step) per input instead of two."""
+
+        user_tables = ("user_factors",)
+        item_tables = ("item_factors",)
 
         def __init__(self, shape: Shape, config: HybridConfig, head: str):
             super().__init__()
             self.config, self.head_kind = config, head
             du, di = config.du, config.di
-            self.user_factors = nn.Embedding(shape.n_users, du)
-            self.user_bias = nn.Embedding(shape.n_users, 1)
-            self.item_factors = nn.Embedding(shape.n_items, di)
-            self.item_bias = nn.Embedding(shape.n_items, 1)
+            self.user_factors = nn.Embedding(shape.n_users, du + 1)
+            self.item_factors = nn.Embedding(shape.n_items, di + 1)
             if config.use_implicit:
                 self.implicit_factors = nn.Embedding(shape.n_items, du)
-            if config.use_year:
-                self.year_factors, self.year_bias = nn.Embedding(N_RELEASE, di), nn.Embedding(N_RELEASE, 1)
-            if config.use_time:
-                self.rating_year_factors = nn.Embedding(N_RATING_YEAR, du)
-                self.rating_year_bias = nn.Embedding(N_RATING_YEAR, 1)
-                self.tenure_factors = nn.Embedding(N_TENURE, du)
-                self.tenure_bias = nn.Embedding(N_TENURE, 1)
-            self.genre_factors = self.genre_bias = None  # sized by the data (attach_inputs)
+            if config.use_time:  # rating-year buckets, then tenure buckets
+                self.time_table = nn.Embedding(N_RATING_YEAR + N_TENURE, du + 1)
+            self.item_feature_table = None  # genres + release years, sized by the data
             if head == "mf":
                 self.user_map = nn.Linear(du, di, bias=False) if du != di else None
                 self.offset = nn.Parameter(torch.zeros(1))
@@ -170,8 +163,8 @@ def module_class():
             self.generator = torch.Generator().manual_seed(0)
             # what the training rows tell (attach_inputs); until then: every item known
             for name, value in (("item_known", torch.ones(shape.n_items)),
-                                ("item_genres", torch.zeros(shape.n_items, 1, dtype=torch.long)),
-                                ("item_release", torch.zeros(shape.n_items, dtype=torch.long)),
+                                ("item_has_features", torch.zeros(shape.n_items, dtype=torch.bool)),
+                                ("item_feature_weights", torch.zeros(shape.n_items, 0)),
                                 ("user_first_time", torch.full((shape.n_users,), -1, dtype=torch.long)),
                                 ("last_time", torch.full((1,), -1, dtype=torch.long)),
                                 ("last_year_bucket", torch.zeros(1, dtype=torch.long)),
@@ -187,33 +180,45 @@ def module_class():
             """Keep the training rows' tables; feature tables start at zero."""
             cfg, notes = self.config, []
             device = lookups["item_counts"].device if lookups else self.item_known.device
-            for name in self.feature_tables:
-                if getattr(self, name, None) is not None:
-                    nn.init.zeros_(getattr(self, name).weight)
+            n_items = len(self.item_known)
             if "item_counts" in lookups:
                 self.item_known = (lookups["item_counts"] > 0).float()
+            blocks, has = [], torch.zeros(n_items, dtype=torch.bool, device=device)
             if cfg.use_genres:
                 genres = lookups.get("item_genres")
                 if genres is None or not bool((genres >= 0).any()):
                     notes.append("genres: off, the data lists none")
-                else:
-                    n_genres = int(genres.max()) + 1
-                    self.item_genres = genres + 1  # 0: no genre
-                    self.genre_factors = zeros(n_genres + 1, cfg.di).to(device)
-                    self.genre_bias = zeros(n_genres + 1, 1).to(device)
+                else:  # each movie's genres weighted 1 / (its number of genres)
+                    mask = genres >= 0
+                    weights = torch.zeros(n_items, int(genres.max()) + 1, device=device)
+                    rows = torch.arange(n_items, device=device)[:, None].expand_as(genres)
+                    weights[rows[mask], genres[mask]] = 1.0
+                    blocks.append(weights / weights.sum(dim=1, keepdim=True).clamp(min=1.0))
+                    has |= mask.any(dim=1)
             if cfg.use_year:
                 years = lookups.get("item_year")
+                bucket = torch.zeros(n_items, dtype=torch.long, device=device)
                 if years is None or not bool((years > 0).any()):
                     notes.append("release year: off, no title carries a year")
                 else:
-                    self.item_release = torch.from_numpy(release_bucket(years.cpu().numpy())).to(device)
-            if cfg.use_time and "last_time" in lookups and int(lookups["last_time"][0]) >= 0:
-                self.user_first_time = lookups["user_first_time"]
-                self.last_time = lookups["last_time"]
-                year = rating_year_bucket(calendar_year(self.last_time.cpu().numpy()))
-                self.last_year_bucket = torch.from_numpy(year).to(device)
-            elif cfg.use_time:
-                notes.append("rating time: off, the data has no timestamps")
+                    bucket = torch.from_numpy(release_bucket(years.cpu().numpy())).to(device)
+                    has |= bucket > 0
+                blocks.append(torch.nn.functional.one_hot(bucket, N_RELEASE).float())
+            if blocks:
+                self.item_feature_weights = torch.cat(blocks, dim=1)
+                self.item_feature_table = nn.Embedding(self.item_feature_weights.shape[1],
+                                                       cfg.di + 1).to(device)
+                nn.init.zeros_(self.item_feature_table.weight)
+            self.item_has_features = has
+            if cfg.use_time:
+                nn.init.zeros_(self.time_table.weight)
+                if "last_time" in lookups and int(lookups["last_time"][0]) >= 0:
+                    self.user_first_time = lookups["user_first_time"]
+                    self.last_time = lookups["last_time"]
+                    year = rating_year_bucket(calendar_year(self.last_time.cpu().numpy()))
+                    self.last_year_bucket = torch.from_numpy(year).to(device)
+                else:
+                    notes.append("rating time: off, the data has no timestamps")
             if cfg.use_implicit:
                 if "history_indptr" in lookups:
                     self.history_indptr = lookups["history_indptr"]
@@ -236,22 +241,14 @@ def module_class():
         # ---- the two sides --------------------------------------------------------------
         def item_side(self, items, rows):
             known = self.item_known[items]
-            v = rows["item_factors"] * known[:, None]
-            b = rows["item_bias"][:, 0] * known
-            if self.genre_factors is not None:
-                g = self.item_genres[items]
-                mask = (g > 0).float()
-                count = mask.sum(dim=1).clamp(min=1.0)
-                v = v + (self.genre_factors(g) * mask[..., None]).sum(dim=1) / count[:, None]
-                b = b + (self.genre_bias(g)[..., 0] * mask).sum(dim=1) / count
-            if self.config.use_year:
-                y = self.item_release[items]
-                v = v + self.year_factors(y)
-                b = b + self.year_bias(y)[:, 0]
+            v, b = rows["item_factors"][:, :-1] * known[:, None], rows["item_factors"][:, -1] * known
+            if self.item_feature_table is not None:
+                f = self.item_feature_weights[items] @ self.item_feature_table.weight
+                v, b = v + f[:, :-1], b + f[:, -1]
             return v, b
 
         def user_side(self, users, rows, batch):
-            u, b = rows["user_factors"], rows["user_bias"][:, 0]
+            u, b = rows["user_factors"][:, :-1], rows["user_factors"][:, -1]
             if self.time_on:
                 if "rating_year" in batch:
                     year = 1 + (batch["rating_year"] - RATING_FROM).clamp(0, N_RATING_YEAR - 2)
@@ -262,8 +259,8 @@ def module_class():
                     days = torch.where(first >= 0, (self.last_time - first).clamp(min=0)
                                        // SECONDS_PER_DAY, torch.zeros_like(first))
                 tenure = 1 + (torch.frexp(1.0 + days.double())[1] - 1).clamp(max=N_TENURE - 2).long()
-                u = u + self.rating_year_factors(year) + self.tenure_factors(tenure)
-                b = b + self.rating_year_bias(year)[:, 0] + self.tenure_bias(tenure)[:, 0]
+                t = self.time_table(torch.stack([year, N_RATING_YEAR + tenure], dim=1)).sum(dim=1)
+                u, b = u + t[:, :-1], b + t[:, -1]
             if self.config.use_implicit and len(self.history_items):
                 u = u + self.implicit(users)
             return u, b
@@ -276,24 +273,26 @@ def module_class():
             starts = self.history_indptr[uniq]
             lengths = self.history_indptr[uniq + 1] - starts
             n, s = len(uniq), self.config.implicit_sample
-            if self.training and s > 0:
+            if self.training and s > 0:  # s positions per user, weights 0 where unused
                 small = lengths <= s
                 drawn = (torch.rand((n, s), generator=self.generator).to(users.device)
                          * lengths[:, None]).long()
                 position = torch.where(small[:, None], torch.arange(s, device=users.device)
                                        .expand(n, s), drawn)
-                valid = position < lengths[:, None]
-                weight = torch.where(small, lengths.clamp(min=1).double().rsqrt(),
-                                     lengths.double().sqrt() / s).float()
-                segment = torch.arange(n, device=users.device)[:, None].expand(n, s)[valid]
-                source = (starts[:, None] + position)[valid]
-                w = weight[segment]
-            else:
-                segment = torch.repeat_interleave(torch.arange(n, device=users.device), lengths)
-                offsets = torch.cumsum(lengths, 0) - lengths
-                source = (torch.repeat_interleave(starts - offsets, lengths)
-                          + torch.arange(len(segment), device=users.device))
-                w = lengths.clamp(min=1).float().rsqrt()[segment]
+                used = position < lengths[:, None]
+                weight = torch.where(small, lengths.clamp(min=1).float().rsqrt(),
+                                     lengths.float().sqrt() / s)[:, None] * used
+                source = (starts[:, None] + torch.minimum(position, lengths[:, None] - 1)).clamp(
+                    0, len(self.history_items) - 1)  # unused places: any valid index
+                y = self.rows(("implicit_factors",),
+                              self.history_items[source.reshape(-1)])["implicit_factors"]
+                sums = (y.view(n, s, -1) * weight[..., None]).sum(dim=1)
+                return sums[inverse]
+            segment = torch.repeat_interleave(torch.arange(n, device=users.device), lengths)
+            offsets = torch.cumsum(lengths, 0) - lengths
+            source = (torch.repeat_interleave(starts - offsets, lengths)
+                      + torch.arange(len(segment), device=users.device))
+            w = lengths.clamp(min=1).float().rsqrt()[segment]
             y = self.rows(("implicit_factors",), self.history_items[source])["implicit_factors"]
             sums = torch.zeros(n, y.shape[1], dtype=y.dtype, device=y.device)
             sums = sums.index_add(0, segment, y * w[:, None])
@@ -333,14 +332,11 @@ def module_class():
             try:
                 n_users, n_items = self.user_factors.num_embeddings, self.item_factors.num_embeddings
                 items = torch.arange(n_items)
-                v, b = self.item_side(items, {"item_factors": self.item_factors.weight,
-                                              "item_bias": self.item_bias.weight})
-                has_genre = ((self.item_genres > 0).any(dim=1) if self.genre_factors is not None
-                             else torch.zeros(n_items, dtype=torch.bool))
-                has_year = self.item_release > 0
-                out = {"user_factors": self.user_factors.weight, "user_bias": self.user_bias.weight[:, 0],
+                v, b = self.item_side(items, {"item_factors": self.item_factors.weight})
+                users = self.user_factors.weight
+                out = {"user_factors": users[:, :-1], "user_bias": users[:, -1],
                        "item_vectors": v, "item_bias": b,
-                       "item_scorable": ((self.item_known > 0) | has_genre | has_year).float()}
+                       "item_scorable": ((self.item_known > 0) | self.item_has_features).float()}
                 cfg = self.config
                 if cfg.use_implicit:
                     out["implicit_factors"] = self.implicit_factors.weight
@@ -348,10 +344,7 @@ def module_class():
                                             if len(self.history_items)
                                             else torch.zeros(n_users, cfg.du))
                 if cfg.use_time:
-                    out |= {"rating_year_factors": self.rating_year_factors.weight,
-                            "rating_year_bias": self.rating_year_bias.weight[:, 0],
-                            "tenure_factors": self.tenure_factors.weight,
-                            "tenure_bias": self.tenure_bias.weight[:, 0],
+                    out |= {"time_table": self.time_table.weight,
                             "user_first_time": self.user_first_time, "last_time": self.last_time}
                 if self.head_kind == "mf":
                     out["offset"] = self.offset
@@ -401,9 +394,10 @@ class HybridScorer(Scorer):
         return int(self.weights["last_time"][0]) if self.time_on else None
 
     def time_terms(self, buckets: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        a, (year, tenure) = self.weights, buckets
-        vec = a["rating_year_factors"][year] + a["tenure_factors"][tenure]
-        return vec, a["rating_year_bias"][year] + a["tenure_bias"][tenure]
+        """(vectors, biases) of rating-year and tenure buckets."""
+        table, (year, tenure) = self.weights["time_table"], buckets
+        t = table[year] + table[N_RATING_YEAR + tenure]
+        return t[..., :-1], t[..., -1]
 
     def user_side(self, users: np.ndarray, timestamps=None) -> tuple[np.ndarray, np.ndarray]:
         """(user vectors, user biases) at ``timestamps`` (default: the latest training time)."""
@@ -523,8 +517,7 @@ class HybridSpec(ModelSpec):
         if config.use_implicit:
             out |= {"implicit_factors": (ni, du), "user_implicit": (nu, du)}
         if config.use_time:
-            out |= {"rating_year_factors": (N_RATING_YEAR, du), "rating_year_bias": (N_RATING_YEAR,),
-                    "tenure_factors": (N_TENURE, du), "tenure_bias": (N_TENURE,),
+            out |= {"time_table": (N_RATING_YEAR + N_TENURE, du + 1),
                     "user_first_time": (nu,), "last_time": (1,)}
         if self.head == "mf":
             out["offset"] = (1,)

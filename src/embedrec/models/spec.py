@@ -182,12 +182,14 @@ class ModelSpec:
 
     # ---- ablation ----------------------------------------------------------------------
     def ablations(self, config) -> list[tuple[str, dict]]:
-        """(label suffix, settings) pairs, one per input that can be switched off: every
-        boolean setting named ``use_*`` that is on in ``config``."""
+        """(label suffix, settings) pairs, one per input of ``config`` switched in turn: every
+        boolean setting named ``use_*``, off (``-genres``) when it is on, on (``+implicit``)
+        when it is off."""
         out = []
         for f in dataclasses.fields(self.Config):
-            if f.name.startswith("use_") and getattr(config, f.name) is True:
-                out.append((f"-{f.name[4:]}", {f.name: False}))
+            value = getattr(config, f.name)
+            if f.name.startswith("use_") and isinstance(value, bool):
+                out.append((f"{'-' if value else '+'}{f.name[4:]}", {f.name: not value}))
         return out
 
     def __repr__(self) -> str:

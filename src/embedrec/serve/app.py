@@ -222,9 +222,11 @@ def create_app(model_dir: str | Path | None = None, *, bundle: ModelBundle | Non
                 raise HTTPException(404, f"unknown user {p.user_id}")
             if p.movie_id not in b.item_map:
                 raise HTTPException(404, f"unknown movie {p.movie_id}")
-        values = predict(b, [(p.user_id, p.movie_id) for p in body.pairs])
+        values = predict(b, [(p.user_id, p.movie_id) for p in body.pairs], timestamp=body.timestamp)
+        when = b.scored.default_time if body.timestamp is None else body.timestamp
         return {"predictions": [{"user_id": p.user_id, "movie_id": p.movie_id,
-                                 "rating": round(float(v), 4)} for p, v in zip(body.pairs, values)]}
+                                 "rating": round(float(v), 4)} for p, v in zip(body.pairs, values)],
+                "timestamp": when if b.scored.uses_time else None}
 
     @app.get("/", include_in_schema=False)
     async def page():

@@ -10,6 +10,7 @@ MAX_K = 100
 MAX_ITEMS = 1_000  # ratings or pairs per request
 MovieId = Annotated[int, Field(ge=0, le=2**62, description="A MovieLens movieId.")]
 UserId = Annotated[int, Field(ge=0, le=2**62, description="A MovieLens userId.")]
+MAX_TIMESTAMP = 4_102_444_800  # 2100-01-01
 K = Annotated[int, Field(ge=1, le=MAX_K, description="How many movies to return.")]
 
 
@@ -62,6 +63,11 @@ class Pair(Strict):
 
 class PredictRequest(Strict):
     pairs: list[Pair] = Field(min_length=1, max_length=MAX_ITEMS)
+    timestamp: int | None = Field(
+        None, ge=0, le=MAX_TIMESTAMP,
+        description="When the ratings would be made (seconds since 1970, UTC). Default: the "
+                    "latest rating the model was trained on. Used by models with time inputs "
+                    "(hybrid_mf, hybrid_nn); others ignore it.")
 
 
 class Prediction(BaseModel):
@@ -72,6 +78,8 @@ class Prediction(BaseModel):
 
 class PredictResponse(BaseModel):
     predictions: list[Prediction]
+    timestamp: int | None = Field(description="The time the ratings were predicted for; null "
+                                              "when the model has no time inputs.")
 
 
 class ModelInfo(BaseModel):
