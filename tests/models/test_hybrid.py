@@ -25,8 +25,10 @@ from embedrec.training.trainer import fit
 
 DAY = 86_400
 HYBRIDS = ("hybrid_mf", "hybrid_nn")
+ALL_ON = {"use_time": True, "use_implicit": True}
 PRESET = get_preset("default").with_overrides(epochs=2, batch_size=16, patience=None).with_model_settings(
-    {"hybrid_mf": {"n_factors": 6, "user_factors": 4}, "hybrid_nn": {"n_factors": 6, "hidden": (8, 4)}})
+    {"hybrid_mf": {"n_factors": 6, "user_factors": 4} | ALL_ON,
+     "hybrid_nn": {"n_factors": 6, "hidden": (8, 4)} | ALL_ON})
 
 
 def make_data(*, genres: bool = True, timestamps: bool = True, seed: int = 0) -> Ratings:
@@ -151,7 +153,10 @@ def test_ablation_variants_switch_each_input_off():
                                            "hybrid_mf -time", "hybrid_mf -implicit"]
     assert variants[1].settings == {"use_genres": False} and variants[0].settings == {}
     off = PRESET.with_model_settings({"hybrid_mf": {"use_time": False}})
-    assert "hybrid_mf -time" not in [v.label for v in ablation_variants("hybrid_mf", off)]
+    labels = [v.label for v in ablation_variants("hybrid_mf", off)]
+    assert "hybrid_mf -time" not in labels and "hybrid_mf +time" in labels
+    assert [v.label for v in ablation_variants("hybrid_mf", get_preset("default"))] == [
+        "hybrid_mf", "hybrid_mf -genres", "hybrid_mf -year", "hybrid_mf +time", "hybrid_mf +implicit"]
     assert [v.label for v in ablation_variants("biased", PRESET)] == ["biased"]
 
 
