@@ -178,3 +178,21 @@ def test_buckets_by_hand():
     assert hybrid.calendar_year(np.array([0, 1_000_000_000, 1_537_799_250])).tolist() == [1970, 2001, 2018]
     year, tenure = hybrid.time_buckets(np.array([1_000_000_000 + 3 * DAY]), np.array([1_000_000_000]))
     assert year.tolist() == [1 + 2001 - 1995] and tenure.tolist() == [3]
+
+
+def test_an_own_ratings_file_with_an_items_file(tmp_path):
+    """No timestamps in the ratings, genres in the items file: genres used, time said off."""
+    from embedrec.data import load_ratings_file
+
+    data = make_data(timestamps=False)
+    frame = data.to_frame()
+    frame.to_csv(tmp_path / "mine.csv", index=False)
+    info = data.item_info.reset_index().rename(columns={"item": "item_id"})
+    info.to_csv(tmp_path / "items.csv", index=False)
+    own = load_ratings_file(tmp_path / "mine.csv", items_path=tmp_path / "items.csv", use_cache=False)
+    fold = fold_of(own)
+    fitted = fit_model("hybrid_mf", fold, PRESET, seed=0)
+    assert fitted.history.notes == ["timestamps: off, the data has none",
+                                    "rating time: off, the data has no timestamps"]
+    cold = own.item_map.index(900)
+    assert fitted.scorer.scorable[cold] and not fitted.scorer.scorable[own.item_map.index(901)]
