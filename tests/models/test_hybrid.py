@@ -196,3 +196,26 @@ def test_an_own_ratings_file_with_an_items_file(tmp_path):
                                     "rating time: off, the data has no timestamps"]
     cold = own.item_map.index(900)
     assert fitted.scorer.scorable[cold] and not fitted.scorer.scorable[own.item_map.index(901)]
+
+
+def test_the_service_predicts_at_a_given_time(data, tmp_path):
+    import httpx
+
+    from embedrec.serve import create_app
+    from tests.serve.conftest import LiveServer
+
+    fold = fold_of(data)
+    bundle = bundle_of(fit_model("hybrid_mf", fold, PRESET, seed=0), fold, fit_fallback(fold, PRESET))
+    folder = save_model(bundle, tmp_path / "hybrid")
+    pair = {"user_id": int(data.user_map.raw(0)), "movie_id": int(data.item_map.raw(0))}
+    with LiveServer(create_app(folder)) as live, httpx.Client(base_url=live.url, timeout=10) as client:
+        default = client.post("/predict", json={"pairs": [pair]}).json()
+        assert default["timestamp"] == int(fold.train.timestamps.max())
+        early = client.post("/predict", json={"pairs": [pair], "timestamp": 1_000_000_000}).json()
+        assert early["timestamp"] == 1_000_000_000
+        assert early["predictions"][0]["rating"] != default["predictions"][0]["rating"]
+        expected = predict(load_model(folder), [(pair["user_id"], pair["movie_id"])],
+                           timestamp=1_000_000_000)[0]
+        assert early["predictions"][0]["rating"] == pytest.approx(float(expected), abs=1e-4)
+        bad = client.post("/predict", json={"pairs": [pair], "timestamp": -5})
+        assert bad.status_code == 422
