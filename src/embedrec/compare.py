@@ -187,12 +187,12 @@ def atomic_write(path: Path, text: str) -> None:
         raise
 
 
-CSV_COLUMNS = ("model", "spec", "seed", "fold", "rmse", "mae", "mse", "rmse_warm", "rmse_cold",
+CSV_COLUMNS = ("model", "seed", "fold", "rmse", "mae", "mse", "rmse_warm", "rmse_cold",
                "rmse_cold_fallback", "rmse_model_all",
                "k", "precision_at_k", "recall_at_k", "ndcg_at_k", "map_at_k", "hit_rate_at_k",
                "coverage_at_k", "popularity_at_k", "n_users_ranked",
                "n_train", "n_valid", "n_test", "n_cold", "n_cold_users", "n_cold_items", "n_params",
-               "train_seconds", "best_epoch", "stopped_early")
+               "train_seconds", "best_epoch", "stopped_early", "spec")
 
 
 def write_results(comparison: Comparison, out: Path) -> None:
