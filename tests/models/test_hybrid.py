@@ -3,6 +3,8 @@ features, time at prediction, fold-in from the rated movies, and the ablation va
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -219,3 +221,23 @@ def test_the_service_predicts_at_a_given_time(data, tmp_path):
         assert early["predictions"][0]["rating"] == pytest.approx(float(expected), abs=1e-4)
         bad = client.post("/predict", json={"pairs": [pair], "timestamp": -5})
         assert bad.status_code == 422
+
+
+def test_compare_cli_runs_an_ablation_and_says_which_inputs_are_off(tmp_path, capsys):
+    """A ratings file without timestamps or an items table: the hybrid's inputs are off, and
+    the output says so; every variant is recorded under its label."""
+    from embedrec.cli import main
+
+    frame = make_data(timestamps=False).to_frame().rename(columns={"user": "userId", "item": "movieId"})
+    frame.to_csv(tmp_path / "r.csv", index=False)
+    out = tmp_path / "out"
+    code = main(["compare", "--data", str(tmp_path / "r.csv"), "--models", "bias", "--ablation",
+                 "hybrid_mf", "--seeds", "1", "--epochs", "1", "--out", str(out), "--no-report"])
+    assert code == 0
+    records = json.loads((out / "results.json").read_text())
+    assert [r["model"] for r in records] == ["bias", "hybrid_mf", "hybrid_mf -genres",
+                                             "hybrid_mf -year", "hybrid_mf +time",
+                                             "hybrid_mf +implicit"]
+    text = capsys.readouterr().out
+    assert "hybrid_mf: item_features: off, the data has none" in text
+    assert "hybrid_mf +time: item_features: off, the data has none; timestamps: off" in text
