@@ -19,13 +19,16 @@ from embedrec.data.explore import data_profile
 from embedrec.io import RESULTS_MARKER, atomic_write_text, check_results_out
 from embedrec.evaluation.analysis import error_breakdown, learned_items
 from embedrec.experiment import fit_fallback, make_fold, run_one, splits
+from embedrec.errors import ConfigError
 from embedrec.models.registry import check_model_names, names
+from embedrec.models.registry import get as get_spec
 from embedrec.presets import Preset
 
 log = logging.getLogger(__name__)
 
 Progress = Callable[[str, int, int], None]  # (label, done, total)
-SUMMARY_METRICS = ("rmse", "mae", "rmse_warm", "rmse_cold", "rmse_model_all", "precision_at_k",
+SUMMARY_METRICS = ("rmse", "mae", "rmse_warm", "rmse_cold", "rmse_cold_fallback", "rmse_model_all",
+                   "precision_at_k",
                    "recall_at_k", "ndcg_at_k", "map_at_k", "hit_rate_at_k", "coverage_at_k",
                    "popularity_at_k", "train_seconds", "n_params")
 
@@ -33,6 +36,24 @@ SUMMARY_METRICS = ("rmse", "mae", "rmse_warm", "rmse_cold", "rmse_model_all", "p
 def default_models() -> tuple[str, ...]:
     """Every registered model, in registry order."""
     return names()
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A model run under a label with settings of its own (an ablation: one input off)."""
+
+    label: str
+    model: str
+    settings: dict = field(default_factory=dict)
+
+
+def ablation_variants(name: str, preset: Preset) -> list[Variant]:
+    """The model as configured, then once with each of its inputs switched off in turn
+    (``ModelSpec.ablations``)."""
+    spec = get_spec(name)
+    base = preset.model_config(spec)
+    return [Variant(name, name)] + [Variant(f"{name} {suffix}", name, settings)
+                                    for suffix, settings in spec.ablations(base)]
 
 
 @dataclass
@@ -71,6 +92,7 @@ def run_comparison(
     *,
     preset: Preset,
     models: tuple[str, ...] | list[str] | None = None,
+    variants: list[Variant] | None = None,
     seeds: int = 3,
     first_seed: int = 0,
     split: str | None = None,
@@ -81,8 +103,18 @@ def run_comparison(
     The split (and its seed) is the preset's and stays fixed across model seeds; ``kfold`` runs
     every fold (k = 1 / test_fraction) and the summary pools folds and seeds. Validation rows
     are carved from the training rows and only monitor training (and drive early stopping).
+    ``variants`` run after ``models`` (default: every model, unless variants are given), each
+    recorded under its label.
     """
+    if models is None and variants:
+        models = []
     models = check_model_names(list(models if models is not None else default_models()))
+    runs = [Variant(name, name) for name in models] + list(variants or [])
+    labels = [v.label for v in runs]
+    if len(set(labels)) != len(labels):
+        raise ConfigError(f"a model is named twice in {', '.join(labels)}")
+    if not runs:
+        raise ConfigError("no models to compare")
     kind = split or preset.split.kind
     folds = splits(data, preset, kind)
     from embedrec.evaluation.stats import add_run, per_user_ndcg
@@ -95,11 +127,13 @@ def run_comparison(
             fold = make_fold(data, sp.train, sp.test, valid_fraction=preset.split.valid_fraction,
                              seed=seed, number=number)
             fallback = fit_fallback(fold, preset)
-            for name in models:
+            for run in runs:
+                name = run.label
                 log.info("training %s, seed %d, fold %d of %d", name, seed, number, len(folds))
                 step = ((lambda done, total, label=f"{name} seed {seed}": progress(label, done, total))
                         if progress else None)
-                fitted, bundle, rec, pred = run_one(name, fold, preset, seed=seed,
+                chosen = preset.with_model_settings({run.model: run.settings}) if run.settings else preset
+                fitted, bundle, rec, pred = run_one(run.model, fold, chosen, seed=seed,
                                                     fallback=fallback, progress=step)
                 key = f"{name}/seed{seed}/fold{number}"
                 ndcg_users, ndcg = per_user_ndcg(bundle, fold.test, preset.evaluation)
@@ -111,13 +145,15 @@ def run_comparison(
                     analysis["learned"][name] = learned_items(bundle, fold.train)
                 history = fitted.history
                 records.append({
-                    "model": name, "seed": seed, "fold": number, "n_train": len(fold.train),
+                    "model": name, "spec": run.model, "settings": run.settings,
+                    "seed": seed, "fold": number, "n_train": len(fold.train),
                     "n_valid": 0 if fold.valid is None else len(fold.valid),
                 } | rec | {
                     "n_params": fitted.n_params, "train_seconds": fitted.seconds,
                     "history": [] if history is None else history.epochs,
                     "best_epoch": None if history is None else history.best_epoch,
                     "stopped_early": False if history is None else history.stopped_early,
+                    "notes": [] if history is None else history.notes,
                     "config": bundle.config_dict(),
                 })
     settings = {
@@ -133,7 +169,7 @@ def run_comparison(
         "k": preset.evaluation.top_k, "relevance_threshold": preset.evaluation.relevance_threshold,
         "folds": len(folds), "n_train": len(folds[0].train), "n_test": len(folds[0].test),
         "seeds": list(range(first_seed, first_seed + seeds)),
-        "models": list(models),
+        "models": labels,
         "preset": preset.to_dict(),
         "versions": versions(),
         "command": " ".join([Path(sys.argv[0]).name] + sys.argv[1:]),
@@ -152,11 +188,12 @@ def versions() -> dict:
             "platform": platform.platform()}
 
 
-CSV_COLUMNS = ("model", "seed", "fold", "rmse", "mae", "mse", "rmse_warm", "rmse_cold", "rmse_model_all",
+CSV_COLUMNS = ("model", "seed", "fold", "rmse", "mae", "mse", "rmse_warm", "rmse_cold",
+               "rmse_cold_fallback", "rmse_model_all",
                "k", "precision_at_k", "recall_at_k", "ndcg_at_k", "map_at_k", "hit_rate_at_k",
                "coverage_at_k", "popularity_at_k", "n_users_ranked",
                "n_train", "n_valid", "n_test", "n_cold", "n_cold_users", "n_cold_items", "n_params",
-               "train_seconds", "best_epoch", "stopped_early")
+               "train_seconds", "best_epoch", "stopped_early", "spec")
 
 
 def write_results(comparison: Comparison, out: Path) -> None:

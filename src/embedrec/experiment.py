@@ -142,6 +142,7 @@ def train_bundle(data: Ratings, name: str, preset: Preset, *, seed: int = 0,
         "n_valid": 0 if fold.valid is None else len(fold.valid),
         "train_seconds": fitted.seconds,
         "history": None if history is None else history.epochs, "metrics": metrics,
+        "notes": [] if history is None else history.notes,
         "fallback_damping": preset.evaluation.fallback_damping,
         "loss": preset.train.loss if history is not None else None,
     }

@@ -248,11 +248,18 @@ def similar_items(bundle: ModelBundle, movie, k: int = 10) -> pd.DataFrame:
     return describe(bundle, items, sims[items])
 
 
-def predict(bundle: ModelBundle, pairs: list[tuple[object, object]]) -> np.ndarray:
-    """Predicted ratings for (user id, movie id) pairs of known users and movies."""
+def predict(bundle: ModelBundle, pairs: list[tuple[object, object]], *,
+            timestamp: int | None = None) -> np.ndarray:
+    """Predicted ratings for (user id, movie id) pairs of known users and movies.
+
+    ``timestamp`` (seconds since 1970, UTC) is when the ratings would be made; models with time
+    inputs default to the latest training rating (``bundle.scored.default_time``), and models
+    without them ignore it.
+    """
     if not bundle.scored.predicts_ratings:
         raise EmbedrecError(f"the {bundle.name} model ranks movies but does not predict ratings")
     users = np.array([user_index(bundle, u) for u, _ in pairs], dtype=np.int64)
     items = np.array([find_movie(bundle, m) for _, m in pairs], dtype=np.int64)
-    return bundle.scored.predict(users, items)
+    times = None if timestamp is None else np.full(len(users), int(timestamp), dtype=np.int64)
+    return bundle.scored.predict(users, items, times)
 

@@ -17,6 +17,7 @@ from embedrec.cli.common import (
 )
 
 RATING_COLUMNS = [("RMSE", "rmse", 4), ("MAE", "mae", 4), ("RMSE warm", "rmse_warm", 4),
+                  ("RMSE cold", "rmse_cold", 4), ("cold, fallback only", "rmse_cold_fallback", 4),
                   ("RMSE model-only", "rmse_model_all", 4), ("train s", "train_seconds", 1)]
 RANKING_COLUMNS = [("NDCG@{k}", "ndcg_at_k", 4), ("P@{k}", "precision_at_k", 4),
                    ("R@{k}", "recall_at_k", 4), ("MAP@{k}", "map_at_k", 4),
@@ -49,9 +50,22 @@ def print_summary(comparison) -> None:
     first = comparison.records[0]
     out.print(f"test rows {first['n_test']:,}, cold rows {first['n_cold']:,} "
               f"(users {first['n_cold_users']:,}, movies {first['n_cold_items']:,}) predicted by the "
-              f"bias baseline; training rows {first['n_train']:,}, validation rows "
-              f"{first['n_valid']:,}; {first['n_users_ranked']:,} users ranked over the catalogue "
-              f"minus their training items")
+              f"bias baseline unless the model scores new movies from their features; training "
+              f"rows {first['n_train']:,}, validation rows {first['n_valid']:,}; "
+              f"{first['n_users_ranked']:,} users ranked over the catalogue minus their training "
+              f"items")
+    for model, notes in input_notes(comparison.records).items():
+        out.print(f"{model}: {'; '.join(notes)}")
+
+
+def input_notes(records: list[dict]) -> dict[str, list[str]]:
+    """Per model, the inputs it had to switch off (the same for every seed)."""
+    notes: dict[str, list[str]] = {}
+    for rec in records:
+        for note in rec.get("notes") or []:
+            if note not in notes.setdefault(rec["model"], []):
+                notes[rec["model"]].append(note)
+    return {k: v for k, v in notes.items() if v}
 
 
 def print_pairs(stats: dict) -> None:
@@ -72,6 +86,9 @@ def compare(
     preset: Annotated[str, typer.Option(help="default, reference or large.")] = "default",
     split: Annotated[Optional[str], typer.Option(
         help="random, kfold, user-random, user-latest, time (default: the preset's).")] = None,
+    ablation: Annotated[list[str], typer.Option(
+        "--ablation", help="Also run MODEL with each of its inputs switched off in turn "
+                           "(repeatable), e.g. hybrid_mf.")] = [],
     seeds: Annotated[int, typer.Option(min=1, help="Model seeds per model.")] = 3,
     epochs: Annotated[Optional[int], typer.Option(min=1)] = None,
     batch_size: Annotated[Optional[int], typer.Option(min=1)] = None,
@@ -98,7 +115,7 @@ def compare(
     mlflow: MlflowOpt = None,
 ) -> None:
     """Train and compare models on one split; print mean ± std over seeds and paired tests."""
-    from embedrec.compare import run_comparison, write_results
+    from embedrec.compare import ablation_variants, run_comparison, write_results
     from embedrec.io import check_results_out
     from embedrec.presets import choose_preset
 
@@ -127,8 +144,9 @@ def compare(
                 tasks[label] = bar.add_task(label, total=total)
             bar.update(tasks[label], completed=done)
 
+        variants = [v for name in split_models(ablation) for v in ablation_variants(name, chosen)]
         result = run_comparison(ratings, preset=chosen, models=split_models(models) or None,
-                                seeds=seeds, split=split, progress=step)
+                                variants=variants, seeds=seeds, split=split, progress=step)
     print_summary(result)
     stats = result.stats()
     result.extras["stats"] = stats

@@ -62,6 +62,8 @@ def train(
     extra = f", test RMSE {metrics['rmse']:.4f}" if metrics else ""
     out.print(f"saved {model} trained on {bundle.manifest['n_train']:,} ratings to {out_dir}{extra}",
               markup=False, highlight=False)
+    for note in bundle.manifest.get("notes") or []:
+        out.print(f"{model}: {note}", markup=False, highlight=False)
 
 
 def _print_frame(frame, title: str, as_json: bool) -> None:

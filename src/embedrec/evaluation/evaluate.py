@@ -23,9 +23,11 @@ class Scored(Protocol):
     known_users: np.ndarray
     known_items: np.ndarray
 
-    def predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray: ...
+    def predict(self, users: np.ndarray, items: np.ndarray,
+                timestamps: np.ndarray | None = None) -> np.ndarray: ...
 
-    def own_predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray: ...
+    def own_predict(self, users: np.ndarray, items: np.ndarray,
+                    timestamps: np.ndarray | None = None) -> np.ndarray: ...
 
 
 def cold_mask(train: Ratings, test: Ratings) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -50,11 +52,15 @@ def evaluate_ratings(scored: Scored, test: Ratings) -> tuple[dict, np.ndarray]:
 
     ``rmse`` scores the final predictions (the fallback's on rows the model cannot score);
     ``rmse_warm``/``rmse_cold`` split them by whether the user and movie had training ratings;
+    ``rmse_cold_fallback`` is the bias fallback alone on the same cold rows;
     ``rmse_model_all`` scores the model's own predictions on every row.
     """
     counts, cold = cold_counts(scored, test)
-    pred = np.asarray(scored.predict(test.users, test.items), dtype=np.float32)
-    own = np.asarray(scored.own_predict(test.users, test.items), dtype=np.float32)
+    ts = test.timestamps  # each row at its own time (models without time inputs ignore it)
+    pred = np.asarray(scored.predict(test.users, test.items, ts), dtype=np.float32)
+    own = np.asarray(scored.own_predict(test.users, test.items, ts), dtype=np.float32)
+    fallback = np.asarray(scored.fallback.predict(test.users[cold], test.items[cold]),
+                          dtype=np.float32)
     truth = test.ratings
     warm = ~cold
     metrics = {
@@ -63,6 +69,7 @@ def evaluate_ratings(scored: Scored, test: Ratings) -> tuple[dict, np.ndarray]:
         "mse": mse(pred, truth),
         "rmse_warm": rmse(pred[warm], truth[warm]) if warm.any() else None,
         "rmse_cold": rmse(pred[cold], truth[cold]) if cold.any() else None,
+        "rmse_cold_fallback": rmse(fallback, truth[cold]) if cold.any() else None,
         "rmse_model_all": rmse(own, truth) if np.isfinite(own).all() else None,
     } | counts
     return metrics, pred

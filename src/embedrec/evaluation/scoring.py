@@ -9,7 +9,8 @@ import numpy as np
 from embedrec.evaluation.evaluate import cold_counts, evaluate_ranking, evaluate_ratings
 from embedrec.recommender import recommend_all
 
-RATING_KEYS = ("rmse", "mae", "mse", "rmse_warm", "rmse_cold", "rmse_model_all")
+RATING_KEYS = ("rmse", "mae", "mse", "rmse_warm", "rmse_cold", "rmse_cold_fallback",
+               "rmse_model_all")
 
 
 def score_bundle(bundle, test, evaluation, device=None) -> tuple[dict, np.ndarray | None]:

@@ -56,6 +56,12 @@ class EmbeddingModel(nn.Module):
         """Predictions (shape ``(batch,)``) from per-example rows of each table."""
         raise NotImplementedError
 
+    def attach_inputs(self, lookups: dict[str, torch.Tensor]) -> list[str]:
+        """Called by the trainer before the first step with the training rows' look-up tables
+        (``RowTensors.lookups``). A model that scores rows without their feature columns keeps
+        what it needs; returns notes on inputs it switched off. The default keeps nothing."""
+        return []
+
     def forward(self, batch: Batch) -> torch.Tensor:
         user_rows = self.rows(self.user_tables, batch["users"])
         item_rows = self.rows(self.item_tables, batch["items"])

@@ -27,23 +27,37 @@ class WithFallback:
         self.known_items = np.asarray(known_items, dtype=bool)
         self.scorable_items = self.known_items | capabilities.cold_items_from_features
         self.predicts_ratings = primary.predicts_ratings
+        # scored at a rating's time when the model has time inputs (else the time is ignored)
+        self.uses_time = "timestamps" in capabilities.needs | capabilities.uses
 
     def cold(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         """Rows the model cannot score (unknown user, or unknown item it cannot score)."""
         return ~self.known_users[users] | ~self.scorable_items[items]
 
-    def predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
-        """Predicted ratings (ranking scores for a ranking-only model) for index pairs."""
+    @property
+    def default_time(self) -> int | None:
+        """The time predictions are made for when none is given (None: the model has no time
+        inputs)."""
+        return getattr(self.primary, "default_time", None) if self.uses_time else None
+
+    def predict(self, users: np.ndarray, items: np.ndarray,
+                timestamps: np.ndarray | None = None) -> np.ndarray:
+        """Predicted ratings (ranking scores for a ranking-only model) for index pairs, at
+        ``timestamps`` (seconds; default: the model's ``default_time``)."""
         users, items = np.asarray(users, dtype=np.int64), np.asarray(items, dtype=np.int64)
-        pred = np.array(self.primary.predict(users, items), dtype=np.float32)
+        pred = self.own_predict(users, items, timestamps).copy()
         if self.predicts_ratings:
             use = self.cold(users, items) | np.isnan(pred)
             if use.any():
                 pred[use] = self.fallback.predict(users[use], items[use])
         return pred
 
-    def own_predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+    def own_predict(self, users: np.ndarray, items: np.ndarray,
+                    timestamps: np.ndarray | None = None) -> np.ndarray:
         """The model's own predictions on every row (what the reference reported)."""
+        if timestamps is not None and self.uses_time:
+            return np.asarray(self.primary.predict(users, items, timestamps=timestamps),
+                              dtype=np.float32)
         return np.asarray(self.primary.predict(users, items), dtype=np.float32)
 
     def rank_scores(self, users: np.ndarray) -> np.ndarray:

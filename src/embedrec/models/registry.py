@@ -22,6 +22,7 @@ BUILTIN = (
     "embedrec.models.biased",
     "embedrec.models.mlp",
     "embedrec.models.baselines",  # mean, bias, pop
+    "embedrec.models.hybrid",  # hybrid_mf, hybrid_nn
 )
 
 _SPECS: dict[str, ModelSpec] = {}

@@ -56,12 +56,13 @@ class Capabilities:
     trained_by: str = "torch"  # "torch": the standard trainer; "fit": the spec's own fit()
     cold_items_from_features: bool = False  # scores items without ratings from their features
     item_vectors: bool = False  # has movie vectors (``similar``)
-    needs: frozenset[str] = frozenset()  # subset of INPUTS
+    needs: frozenset[str] = frozenset()  # subset of INPUTS: training fails without them
+    uses: frozenset[str] = frozenset()  # subset of INPUTS: used when the data has them, else off
 
     def __post_init__(self) -> None:
         if self.trained_by not in ("torch", "fit"):
             raise ConfigError(f"trained_by must be 'torch' or 'fit', not {self.trained_by!r}")
-        unknown = set(self.needs) - set(INPUTS)
+        unknown = (set(self.needs) | set(self.uses)) - set(INPUTS)
         if unknown:
             raise ConfigError(f"unknown model inputs {sorted(unknown)}; known: {', '.join(INPUTS)}")
 
@@ -201,6 +202,18 @@ class ModelSpec:
         The default fits only that bias.
         """
         return UserParams(vector=None, bias=base_bias, base_bias=base_bias)
+
+    # ---- ablation ----------------------------------------------------------------------
+    def ablations(self, config) -> list[tuple[str, dict]]:
+        """(label suffix, settings) pairs, one per input of ``config`` switched in turn: every
+        boolean setting named ``use_*``, off (``-genres``) when it is on, on (``+implicit``)
+        when it is off."""
+        out = []
+        for f in dataclasses.fields(self.Config):
+            value = getattr(config, f.name)
+            if f.name.startswith("use_") and isinstance(value, bool):
+                out.append((f"{'-' if value else '+'}{f.name[4:]}", {f.name: not value}))
+        return out
 
     def __repr__(self) -> str:
         return f"<model spec {self.name}>"

@@ -141,6 +141,7 @@ def _pairs_table(stats: dict) -> str:
 
 def _table(summary: list[dict], k: int) -> str:
     cols = [("RMSE", "rmse", 4), ("MAE", "mae", 4), ("RMSE warm", "rmse_warm", 4),
+            ("RMSE cold", "rmse_cold", 4), ("cold, fallback only", "rmse_cold_fallback", 4),
             ("RMSE model-only", "rmse_model_all", 4), (f"NDCG@{k}", "ndcg_at_k", 4),
             (f"P@{k}", "precision_at_k", 4), (f"R@{k}", "recall_at_k", 4),
             (f"MAP@{k}", "map_at_k", 4), (f"HR@{k}", "hit_rate_at_k", 3),

@@ -328,9 +328,11 @@ def create_app(model_dir: str | Path | None = None, *, bundle: ModelBundle | Non
         pairs = [(_plain_id(b.user_map.raw(_index(b.user_map, p.user_id, "user"))),
                   _plain_id(b.item_map.raw(_index(b.item_map, p.movie_id, "movie"))))
                  for p in body.pairs]
-        values = predict(b, pairs)
+        values = predict(b, pairs, timestamp=body.timestamp)
+        when = b.scored.default_time if body.timestamp is None else body.timestamp
         return {"predictions": [{"user_id": u, "movie_id": m, "rating": round(float(v), 4)}
-                                for (u, m), v in zip(pairs, values)]}
+                                for (u, m), v in zip(pairs, values)],
+                "timestamp": when if b.scored.uses_time else None}
 
     @app.get("/", include_in_schema=False)
     async def page():

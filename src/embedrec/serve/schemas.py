@@ -16,6 +16,7 @@ _StrId = Annotated[str, Field(min_length=1, max_length=MAX_ID_LEN)]
 MovieId = Annotated[_IntId | _StrId, Field(description="A movie id, of the model's id type.")]
 UserId = Annotated[_IntId | _StrId, Field(description="A user id, of the model's id type.")]
 K = Annotated[int, Field(strict=True, ge=1, le=MAX_K, description="How many movies to return.")]
+MAX_TIMESTAMP = 4_102_444_800  # 2100-01-01
 Rating = Annotated[float, Field(strict=True, allow_inf_nan=False,
                                 description="On the model's rating scale (see GET /model).")]
 
@@ -69,6 +70,11 @@ class Pair(Strict):
 
 class PredictRequest(Strict):
     pairs: list[Pair] = Field(min_length=1, max_length=MAX_ITEMS)
+    timestamp: int | None = Field(
+        None, ge=0, le=MAX_TIMESTAMP, strict=True,
+        description="When the ratings would be made (seconds since 1970, UTC). Default: the "
+                    "latest rating the model was trained on. Used by models with time inputs "
+                    "(hybrid_mf, hybrid_nn); others ignore it.")
 
 
 class Prediction(BaseModel):
@@ -79,6 +85,8 @@ class Prediction(BaseModel):
 
 class PredictResponse(BaseModel):
     predictions: list[Prediction]
+    timestamp: int | None = Field(description="The time the ratings were predicted for; null "
+                                              "when the model has no time inputs.")
 
 
 class ModelInfo(BaseModel):

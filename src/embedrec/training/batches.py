@@ -10,7 +10,14 @@ Always ``users``, ``items`` and ``ratings``. Further inputs when the model's spe
 - ``history``: the movies each row's user rated in training, in ``nn.EmbeddingBag`` form:
   ``history_items`` (flat) and ``history_offsets`` (where each row's list starts).
 
-A ``RowTensors`` holds whole columns once; ``take(idx)`` slices a batch.
+Inputs a spec only ``uses`` are added when the data has them and left out (listed in
+``missing``) when it has not. A ``RowTensors`` holds whole columns once; ``take(idx)`` slices a
+batch. ``lookups`` holds the tables behind those columns, over every item and user, taken from
+the training rows: ``item_counts`` and ``user_counts`` (always), ``item_genres`` (every movie's
+genre indices, padded with -1) and ``item_year``, ``user_first_time`` (-1 for none) and
+``last_time`` (the latest training rating), ``history_indptr`` and ``history_items`` (CSR over
+users). A model that must score rows without those columns (new movies, every user at
+export) keeps what it needs from them (``EmbeddingModel.attach_inputs``).
 """
 
 from __future__ import annotations
@@ -25,35 +32,57 @@ from embedrec.errors import TrainingError
 
 class RowTensors:
     def __init__(self, data: Ratings, *, needs: frozenset[str] = frozenset(),
-                 reference: Ratings | None = None, device: torch.device | str = "cpu"):
+                 uses: frozenset[str] = frozenset(), reference: Ratings | None = None,
+                 device: torch.device | str = "cpu"):
         """``reference``: the training rows, from which user histories and first-rating times
         are taken (default ``data`` itself)."""
         reference = data if reference is None else reference
+        wanted = set(needs) | set(uses)
         cols = {"users": data.users.astype(np.int64), "items": data.items.astype(np.int64),
                 "ratings": data.ratings.astype(np.float32)}
-        if "item_features" in needs:
-            features = item_features(data.item_map, data.item_info)
-            if features is None:
+        lookups = {"item_counts": np.bincount(reference.items, minlength=reference.n_items),
+                   "user_counts": np.bincount(reference.users, minlength=reference.n_users)}
+        missing = []
+        features = item_features(data.item_map, data.item_info) if "item_features" in wanted else None
+        if "item_features" in wanted and features is None:
+            if "item_features" in needs:
                 raise TrainingError("the model needs item features and the data has no items "
                                     "table (genres, titles)")
-            cols["item_genres"] = features.padded_genres()[data.items]
+            missing.append("item_features")
+        elif features is not None:
+            padded = features.padded_genres()
+            cols["item_genres"] = padded[data.items]
             cols["item_year"] = features.year.astype(np.int64)[data.items]
-        if "timestamps" in needs:
-            time = time_features(data, reference)
-            if time is None:
+            lookups |= {"item_genres": padded, "item_year": features.year.astype(np.int64)}
+        time = time_features(data, reference) if "timestamps" in wanted else None
+        if "timestamps" in wanted and (time is None or reference.timestamps is None):
+            if "timestamps" in needs:
                 raise TrainingError("the model needs rating timestamps and the data has none")
+            missing.append("timestamps")
+        elif time is not None:
             cols["timestamps"] = data.timestamps.astype(np.int64)
             cols["rating_year"] = time["year"].astype(np.int64)
             cols["days_since_first"] = time["days_since_first"].astype(np.int64)
+            ts = reference.timestamps.astype(np.int64)
+            first = np.full(reference.n_users, np.iinfo(np.int64).max, dtype=np.int64)
+            np.minimum.at(first, reference.users, ts)
+            first[first == np.iinfo(np.int64).max] = -1
+            lookups |= {"user_first_time": first,
+                        "last_time": np.array([ts.max() if len(ts) else -1], dtype=np.int64)}
         self.columns = {k: torch.from_numpy(np.ascontiguousarray(v)).to(device)
                         for k, v in cols.items()}
         self.history = None
-        if "history" in needs:
+        if "history" in wanted:
             order = np.argsort(reference.users, kind="stable")
             counts = np.bincount(reference.users, minlength=reference.n_users)
             indptr = np.concatenate(([0], np.cumsum(counts)))
-            self.history = (torch.from_numpy(indptr.astype(np.int64)).to(device),
-                            torch.from_numpy(reference.items[order].astype(np.int64)).to(device))
+            lookups |= {"history_indptr": indptr, "history_items": reference.items[order]}
+            if "history" in needs:
+                self.history = (torch.from_numpy(indptr.astype(np.int64)).to(device),
+                                torch.from_numpy(reference.items[order].astype(np.int64)).to(device))
+        self.lookups = {k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.int64)).to(device)
+                        for k, v in lookups.items()}
+        self.missing = tuple(missing)
         self.n = len(data)
 
     def __len__(self) -> int:

@@ -51,10 +51,12 @@ class History:
     seconds: float = 0.0
     steps: int = 0
     monitor: str | None = None
+    notes: list[str] = field(default_factory=list)  # inputs switched off, and why
 
     def to_dict(self) -> dict:
         return {"epochs": self.epochs, "best_epoch": self.best_epoch, "monitor": self.monitor,
-                "stopped_early": self.stopped_early, "seconds": self.seconds, "steps": self.steps}
+                "stopped_early": self.stopped_early, "seconds": self.seconds, "steps": self.steps,
+                "notes": self.notes}
 
 
 @contextmanager
@@ -87,7 +89,8 @@ def make_optimizer(model, config: TrainConfig) -> KerasAdam:
 
 def fit(model, train: Ratings, config: TrainConfig, *, seed: int, shape: Shape | None = None,
         valid: Ratings | None = None, needs: frozenset[str] = frozenset(),
-        progress: StepProgress | None = None, on_epoch: EpochCallback | None = None) -> History:
+        uses: frozenset[str] = frozenset(), progress: StepProgress | None = None,
+        on_epoch: EpochCallback | None = None) -> History:
     """Train ``model`` in place on ``train``; validation rows (if any) only monitor and stop.
 
     ``on_epoch(epoch, record)``, when given, is called after every epoch with that epoch's
@@ -107,8 +110,13 @@ def fit(model, train: Ratings, config: TrainConfig, *, seed: int, shape: Shape |
     with torch_threads(config.threads), torch.random.fork_rng(devices=[]):
         model.to(device)
         model.sparse_rows = config.engine == "fast"
-        rows = RowTensors(train, needs=needs, device=device)
-        valid_batch = (RowTensors(valid, needs=needs, reference=train, device=device).all()
+        rows = RowTensors(train, needs=needs, uses=uses, device=device)
+        history.notes = [f"{name}: off, the data has none" for name in rows.missing]
+        history.notes += model.attach_inputs(rows.lookups)
+        for note in history.notes:
+            log.info("%s", note)
+        valid_batch = (RowTensors(valid, needs=needs, uses=uses, reference=train,
+                                  device=device).all()
                        if valid is not None and len(valid) else None)
         optimizer = make_optimizer(model, config)
         shuffle = torch.Generator().manual_seed(seed)
@@ -184,5 +192,6 @@ def train_model(spec: ModelSpec, model_config, shape: Shape, train: Ratings, con
     model = spec.build(model_config, shape)
     initialise(model, config.init, torch.Generator().manual_seed(seed))
     history = fit(model, train, config, seed=seed + 1, shape=shape, valid=valid,
-                  needs=spec.capabilities.needs, progress=progress, on_epoch=on_epoch)
+                  needs=spec.capabilities.needs, uses=spec.capabilities.uses,
+                  progress=progress, on_epoch=on_epoch)
     return model, history
