@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from embedrec.errors import EmbedrecError
+from embedrec.models.outputs import why_no_ratings
 from embedrec.models.registry import specs
 from embedrec.persistence import ModelBundle
 
@@ -208,7 +209,7 @@ def similar_items(bundle: ModelBundle, movie, k: int = 10) -> pd.DataFrame:
 def predict(bundle: ModelBundle, pairs: list[tuple[object, object]]) -> np.ndarray:
     """Predicted ratings for (user id, movie id) pairs of known users and movies."""
     if not bundle.scored.predicts_ratings:
-        raise EmbedrecError(f"the {bundle.name} model ranks movies but does not predict ratings")
+        raise EmbedrecError(why_no_ratings(bundle.name, bundle.spec.capabilities, bundle.loss))
     users = np.array([user_index(bundle, u) for u, _ in pairs], dtype=np.int64)
     items = np.array([find_movie(bundle, m) for _, m in pairs], dtype=np.int64)
     return bundle.scored.predict(users, items)

@@ -21,12 +21,15 @@ class WithFallback:
     """``primary`` where it can score, ``fallback`` elsewhere."""
 
     def __init__(self, primary: Scorer, fallback: BiasBaseline, *, known_users: np.ndarray,
-                 known_items: np.ndarray, capabilities: Capabilities):
+                 known_items: np.ndarray, capabilities: Capabilities,
+                 predicts_ratings: bool = True):
+        """``predicts_ratings`` False: the model's scores only rank (e.g. it was trained with a
+        ranking loss), whatever its scorer could do."""
         self.primary, self.fallback = primary, fallback
         self.known_users = np.asarray(known_users, dtype=bool)
         self.known_items = np.asarray(known_items, dtype=bool)
         self.scorable_items = self.known_items | capabilities.cold_items_from_features
-        self.predicts_ratings = primary.predicts_ratings
+        self.predicts_ratings = primary.predicts_ratings and predicts_ratings
 
     def cold(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         """Rows the model cannot score (unknown user, or unknown item it cannot score)."""

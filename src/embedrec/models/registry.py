@@ -22,6 +22,9 @@ BUILTIN = (
     "embedrec.models.biased",
     "embedrec.models.mlp",
     "embedrec.models.baselines",  # mean, bias, pop
+    "embedrec.models.ease",  # ranking baselines (issue 14): ease, ials, knn
+    "embedrec.models.ials",
+    "embedrec.models.knn",
 )
 
 _SPECS: dict[str, ModelSpec] = {}
