@@ -116,3 +116,20 @@ def test_service_refuses_predict_for_a_ranking_model_saying_why(tmp_path):
             new = client.post("/recommendations", json={"ratings": [
                 {"movie_id": movie, "rating": 5.0}], "k": 3})
             assert new.status_code == 200 and len(new.json()["items"]) == 3
+
+
+def test_cli_train_with_a_ranking_loss_then_recommend_and_similar(tmp_path, capsys):
+    frame = make_ratings(n_users=30, n_items=20, seed=2).to_frame()
+    path = tmp_path / "ratings.csv"
+    frame.rename(columns={"user": "userId", "item": "movieId"}).to_csv(path, index=False)
+    folder = tmp_path / "model"
+    assert main(["train", "--data", str(path), "--model", "dot", "--loss", "softmax",
+                 "--implicit", "--epochs", "1", "--split", "random", "--out", str(folder)]) == 0
+    assert "test NDCG@10" in capsys.readouterr().out
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["loss"] == "softmax" and manifest["positives"] == "every rating"
+    assert main(["recommend", "--model", str(folder), "--user", "2", "-k", "3"]) == 0
+    assert main(["similar", "--model", str(folder), "--movie", "10", "-k", "3"]) == 0
+    assert main(["train", "--data", str(path), "--model", "dot", "--loss", "nope",
+                 "--out", str(tmp_path / "x")]) != 0
+    assert "unknown loss 'nope'" in capsys.readouterr().err
