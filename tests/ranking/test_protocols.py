@@ -133,3 +133,18 @@ def test_cli_train_with_a_ranking_loss_then_recommend_and_similar(tmp_path, caps
     assert main(["train", "--data", str(path), "--model", "dot", "--loss", "nope",
                  "--out", str(tmp_path / "x")]) != 0
     assert "unknown loss 'nope'" in capsys.readouterr().err
+
+
+def test_model_info_says_whether_scores_are_ratings(tmp_path):
+    import httpx
+
+    from embedrec.experiment import train_bundle
+    from embedrec.serve.app import create_app
+    from tests.serve.conftest import LiveServer
+
+    data = make_ratings(n_users=20, n_items=12, seed=6)
+    preset = get_preset("default").with_overrides(epochs=1, n_factors=4, loss="bpr_pop")
+    with LiveServer(create_app(bundle=train_bundle(data, "biased", preset, seed=0))) as live, \
+            httpx.Client(base_url=live.url, timeout=10) as client:
+        info = client.get("/model").json()
+    assert info["predicts_ratings"] is False and info["loss"] == "bpr_pop"

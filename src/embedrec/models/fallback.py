@@ -82,4 +82,7 @@ class WithFallback:
         return scores
 
     def to_rating(self, scores: np.ndarray) -> np.ndarray:
+        """Ratings for a model that predicts them; a ranking-only model's scores as they are."""
+        if not self.predicts_ratings:
+            return np.asarray(scores, dtype=np.float32)
         return self.primary.to_rating(scores)
