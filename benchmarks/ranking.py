@@ -31,6 +31,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--data", default=os.environ.get("EMBEDREC_DATA", ""))
+    parser.add_argument("--quick", action="store_true",
+                        help="mse and bpr only; pop, bias, ease (one lambda) and ials only")
     args = parser.parse_args()
 
     import torch
@@ -67,8 +69,9 @@ def main() -> None:
         return timed(run), rows
 
     results: dict = {"throughput": {}, "fit": {}}
+    losses = ("mse", "bpr") if args.quick else ("mse", "bpr", "bpr_pop", "softmax")
     for name in ("dot", "biased"):
-        for loss in ("mse", "bpr", "bpr_pop", "softmax"):
+        for loss in losses:
             seconds, rows = epoch(name, loss)
             results["throughput"][f"{name}/{loss}"] = {"seconds": seconds, "rows": rows,
                                                        "rows_per_second": rows / seconds}
@@ -76,6 +79,9 @@ def main() -> None:
     fits = {"pop": ("pop", {}), "bias": ("bias", {}), "ease (lambda 500)": ("ease", {"l2": 500.0}),
             "ease (lambda on validation)": ("ease", {}),
             "ials (10 sweeps, cg)": ("ials", {"sweeps": 10}), "knn": ("knn", {})}
+    if args.quick:
+        fits = {k: v for k, v in fits.items() if k in ("pop", "bias", "ease (lambda 500)",
+                                                       "ials (10 sweeps, cg)")}
     for label, (name, settings) in fits.items():
         spec = get(name)
         seconds = timed(lambda: spec.fit(spec.config(**settings), data, shape))
