@@ -39,6 +39,7 @@ bench: $(BIN)/.installed
 	$(BIN)/python benchmarks/serve_load.py
 	$(BIN)/python benchmarks/scale.py
 	$(BIN)/python benchmarks/tune.py
+	$(BIN)/python benchmarks/ranking.py
 
 clean:
 	rm -rf $(VENV) results .pytest_cache

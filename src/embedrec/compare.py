@@ -30,7 +30,7 @@ Progress = Callable[[str, int, int], None]  # (label, done, total)
 SUMMARY_METRICS = ("rmse", "mae", "rmse_warm", "rmse_cold", "rmse_cold_fallback", "rmse_model_all",
                    "precision_at_k",
                    "recall_at_k", "ndcg_at_k", "map_at_k", "hit_rate_at_k", "coverage_at_k",
-                   "popularity_at_k", "train_seconds", "n_params")
+                   "popularity_at_k", "long_tail_at_k", "train_seconds", "n_params")
 
 
 def default_models() -> tuple[str, ...]:
@@ -191,7 +191,7 @@ def versions() -> dict:
 CSV_COLUMNS = ("model", "seed", "fold", "rmse", "mae", "mse", "rmse_warm", "rmse_cold",
                "rmse_cold_fallback", "rmse_model_all",
                "k", "precision_at_k", "recall_at_k", "ndcg_at_k", "map_at_k", "hit_rate_at_k",
-               "coverage_at_k", "popularity_at_k", "n_users_ranked",
+               "coverage_at_k", "popularity_at_k", "long_tail_at_k", "n_users_ranked",
                "n_train", "n_valid", "n_test", "n_cold", "n_cold_users", "n_cold_items", "n_params",
                "train_seconds", "best_epoch", "stopped_early", "spec")
 

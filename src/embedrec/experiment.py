@@ -52,6 +52,7 @@ class Fitted:
     history: Any  # training History, or None for closed-form models
     seconds: float
     n_params: int
+    training: dict | None = None  # torch models: {"loss", "positives"} (stored in the manifest)
 
 
 def splits(data: Ratings, preset: Preset, kind: str | None = None) -> list[Split]:
@@ -94,7 +95,8 @@ def fit_model(name: str, fold: Fold, preset: Preset, *, seed: int,
                                       on_epoch=on_epoch)
         scorer = spec.load_scorer(config, spec.module_arrays(module), shape)
         n_params = int(sum(p.numel() for p in module.parameters()))
-        return Fitted(name, config, scorer, history, history.seconds, n_params)
+        return Fitted(name, config, scorer, history, history.seconds, n_params,
+                      training=training_record(preset.train))
     t0 = time.perf_counter()
     scorer = spec.fit(config, fold.train, shape)
     seconds = time.perf_counter() - t0
@@ -102,10 +104,21 @@ def fit_model(name: str, fold: Fold, preset: Preset, *, seed: int,
     return Fitted(name, config, scorer, None, seconds, n_params)
 
 
+def training_record(train) -> dict:
+    """The loss a torch model was trained with and, for a ranking loss, its positives."""
+    from embedrec.models.outputs import loss_predicts_ratings
+
+    positives = None if loss_predicts_ratings(train.loss) else (
+        "every rating" if train.implicit else f"ratings >= {train.relevant:g}")
+    return {"loss": train.loss, "positives": positives}
+
+
 def bundle_of(fitted: Fitted, fold: Fold, fallback: BiasBaseline,
               manifest: dict | None = None) -> ModelBundle:
     """The fitted model as a bundle: movies of the whole training part are never recommended
-    back, validation carve-out included."""
+    back, validation carve-out included. The manifest records the training loss, which decides
+    (with the spec) whether the model's scores are ratings."""
+    manifest = dict(fitted.training or {"loss": None}) | dict(manifest or {})
     return ModelBundle.from_training(fitted.name, fitted.scorer, fold.train, fallback,
                                      config=fitted.config, seen=fold.seen, manifest=manifest)
 
@@ -145,5 +158,8 @@ def train_bundle(data: Ratings, name: str, preset: Preset, *, seed: int = 0,
         "notes": [] if history is None else history.notes,
         "fallback_damping": preset.evaluation.fallback_damping,
         "loss": preset.train.loss if history is not None else None,
+        "protocol": {"split": split, "test_fraction": None if split is None
+                     else preset.split.test_fraction,
+                     "relevance_threshold": preset.evaluation.relevance_threshold},
     }
     return bundle

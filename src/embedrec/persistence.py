@@ -29,6 +29,7 @@ from embedrec.data.features import ItemFeatures, item_features
 from embedrec.errors import EmbedrecError
 from embedrec.models.baselines import BiasBaseline
 from embedrec.models.fallback import WithFallback
+from embedrec.models.outputs import predicts_ratings
 from embedrec.models.registry import get as get_spec
 from embedrec.models.scorer import Scorer
 from embedrec.models.spec import ModelSpec, Shape, check_values
@@ -105,7 +106,14 @@ class ModelBundle:
     def scored(self) -> WithFallback:
         """The model's scorer with the cold-start fallback: what every user of a bundle calls."""
         return WithFallback(self.scorer, self.fallback, known_users=self.known_users(),
-                            known_items=self.known_items(), capabilities=self.spec.capabilities)
+                            known_items=self.known_items(), capabilities=self.spec.capabilities,
+                            predicts_ratings=predicts_ratings(self.spec.capabilities, self.loss))
+
+    @property
+    def loss(self) -> str | None:
+        """The loss the model was trained with (None: fitted in closed form)."""
+        loss = self.manifest.get("loss")
+        return loss if isinstance(loss, str) else None
 
     def seen(self, user: int) -> np.ndarray:
         return self.seen_items[self.seen_indptr[user]:self.seen_indptr[user + 1]]

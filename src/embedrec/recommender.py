@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from embedrec.errors import EmbedrecError
+from embedrec.models.outputs import why_no_ratings
 from embedrec.models.registry import specs
 from embedrec.persistence import ModelBundle
 
@@ -257,7 +258,7 @@ def predict(bundle: ModelBundle, pairs: list[tuple[object, object]], *,
     without them ignore it.
     """
     if not bundle.scored.predicts_ratings:
-        raise EmbedrecError(f"the {bundle.name} model ranks movies but does not predict ratings")
+        raise EmbedrecError(why_no_ratings(bundle.name, bundle.spec.capabilities, bundle.loss))
     users = np.array([user_index(bundle, u) for u, _ in pairs], dtype=np.int64)
     items = np.array([find_movie(bundle, m) for _, m in pairs], dtype=np.int64)
     times = None if timestamp is None else np.full(len(users), int(timestamp), dtype=np.int64)

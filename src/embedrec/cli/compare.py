@@ -22,7 +22,7 @@ RATING_COLUMNS = [("RMSE", "rmse", 4), ("MAE", "mae", 4), ("RMSE warm", "rmse_wa
 RANKING_COLUMNS = [("NDCG@{k}", "ndcg_at_k", 4), ("P@{k}", "precision_at_k", 4),
                    ("R@{k}", "recall_at_k", 4), ("MAP@{k}", "map_at_k", 4),
                    ("HR@{k}", "hit_rate_at_k", 3), ("coverage", "coverage_at_k", 3),
-                   ("mean popularity", "popularity_at_k", 1)]
+                   ("mean popularity", "popularity_at_k", 1), ("long tail", "long_tail_at_k", 3)]
 
 
 def _summary_table(title: str, rows: list[dict], columns, k: int, params: bool) -> Table:
@@ -113,6 +113,16 @@ def compare(
     tuned: Annotated[Optional[Path], typer.Option(
         "--tuned", help="A `tune --out` folder: use its best settings (its best.json).")] = None,
     mlflow: MlflowOpt = None,
+    loss: Annotated[Optional[str], typer.Option(
+        help="Loss of the torch models: mse, or a ranking loss bpr, bpr_pop, softmax.")] = None,
+    implicit: Annotated[bool, typer.Option(
+        "--implicit", help="Ranking losses learn from every rating, not only >= --relevant.")] = False,
+    protocol: Annotated[Optional[str], typer.Option(
+        help="a (random rating split, rating >= 4 relevant), b (per-user holdout, every held-out "
+             "rating relevant) or both, side by side with a verdict per task.")] = None,
+    holdout: Annotated[str, typer.Option(help="Protocol b: random or latest.")] = "random",
+    holdout_fraction: Annotated[float, typer.Option(
+        min=0.01, max=0.9, help="Protocol b: share of each user's ratings held out.")] = 0.2,
 ) -> None:
     """Train and compare models on one split; print mean ± std over seeds and paired tests."""
     from embedrec.compare import ablation_variants, run_comparison, write_results
@@ -132,8 +142,17 @@ def compare(
         check_available()
     chosen = choose_preset(preset, preset_file).with_overrides(
         epochs=epochs, batch_size=batch_size, engine=engine, lr=lr, l2=l2,
-        valid_fraction=valid_fraction, top_k=k, relevance_threshold=relevant, device=device)
+        valid_fraction=valid_fraction, top_k=k, relevance_threshold=relevant, device=device,
+        loss=loss, relevant=relevant, implicit=implicit or None)
     chosen = chosen.with_model_settings(parse_settings(settings))
+    if protocol is not None:
+        from embedrec.cli.protocols import compare_protocols
+
+        compare_protocols(chosen, dataset=dataset, data=data, items=items, models=models,
+                          seeds=seeds, protocol=protocol, holdout=holdout,
+                          fraction=holdout_fraction, out_dir=out_dir, report=report,
+                          download=not no_download)
+        return
     ratings = load_data(dataset, data, download=not no_download, items=items, scale=scale,
                         id_type=id_type, duplicates=duplicates)
     with progress_bar() as bar:

@@ -37,6 +37,12 @@ def train(
     id_type: IdTypeOpt = "auto",
     duplicates: DuplicatesOpt = "last",
     preset_file: PresetFileOpt = None,
+    loss: Annotated[Optional[str], typer.Option(
+        help="mse, or a ranking loss (bpr, bpr_pop, softmax): the model then only ranks.")] = None,
+    relevant: Annotated[Optional[float], typer.Option(
+        help="Ranking losses: a rating at least this is a positive (4.0).")] = None,
+    implicit: Annotated[bool, typer.Option(
+        "--implicit", help="Ranking losses: every rating is a positive.")] = False,
 ) -> None:
     """Train one model and save it (safetensors weights + JSON manifest)."""
     from embedrec.experiment import train_bundle
@@ -49,7 +55,8 @@ def train(
 
     get(model)  # an unknown model fails before the data is read
     chosen = choose_preset(preset, preset_file).with_overrides(
-        epochs=epochs, batch_size=batch_size, engine=engine, device=device)
+        epochs=epochs, batch_size=batch_size, engine=engine, device=device, loss=loss,
+        relevant=relevant, implicit=implicit or None)
     chosen = chosen.with_model_settings(parse_settings(settings))
     ratings = load_data(dataset, data, download=not no_download, items=items, scale=scale,
                         id_type=id_type, duplicates=duplicates)
@@ -59,7 +66,8 @@ def train(
                               progress=lambda d, t: bar.update(task, completed=d, total=t))
     save_model(bundle, out_dir)
     metrics = bundle.manifest.get("metrics") or {}
-    extra = f", test RMSE {metrics['rmse']:.4f}" if metrics else ""
+    extra = f", test RMSE {metrics['rmse']:.4f}" if metrics.get("rmse") is not None else (
+        f", test NDCG@{metrics['k']} {metrics['ndcg_at_k']:.4f}" if metrics else "")
     out.print(f"saved {model} trained on {bundle.manifest['n_train']:,} ratings to {out_dir}{extra}",
               markup=False, highlight=False)
     for note in bundle.manifest.get("notes") or []:

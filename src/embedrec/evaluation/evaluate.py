@@ -110,6 +110,7 @@ def evaluate_ranking(
         "hit_rate_at_k": means["hit_rate"],
         "coverage_at_k": ranking.coverage(recs, len(item_counts)),
         "popularity_at_k": ranking.mean_popularity(recs, item_counts),
+        "long_tail_at_k": ranking.long_tail_share(recs, item_counts),
         "n_users_ranked": means["n_users"],
         "n_users_no_relevant": int(len(users) - means["n_users"]),
     }

@@ -88,6 +88,20 @@ def mean_popularity(recommended: np.ndarray, item_counts: np.ndarray) -> float:
     return float(np.mean(item_counts[rec])) if len(rec) else float("nan")
 
 
+def long_tail_share(recommended: np.ndarray, item_counts: np.ndarray,
+                    head_fraction: float = 0.2) -> float:
+    """Share of recommended items in the long tail: outside the ``head_fraction`` most-rated
+    items of the catalogue (ties at the boundary count as head)."""
+    rec = np.asarray(recommended).ravel()
+    rec = rec[rec >= 0]
+    counts = np.asarray(item_counts)
+    if not len(rec) or not len(counts):
+        return float("nan")
+    n_head = max(1, int(np.ceil(head_fraction * len(counts))))
+    cutoff = np.sort(counts)[::-1][n_head - 1]
+    return float(np.mean(counts[rec] < cutoff))
+
+
 # One-list conveniences, for readers and tests: the same arithmetic as above.
 def _one(ranked: Sequence, relevant: Iterable, k: int) -> dict[str, float]:
     rel = set(relevant)

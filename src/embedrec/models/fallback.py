@@ -21,12 +21,15 @@ class WithFallback:
     """``primary`` where it can score, ``fallback`` elsewhere."""
 
     def __init__(self, primary: Scorer, fallback: BiasBaseline, *, known_users: np.ndarray,
-                 known_items: np.ndarray, capabilities: Capabilities):
+                 known_items: np.ndarray, capabilities: Capabilities,
+                 predicts_ratings: bool = True):
+        """``predicts_ratings`` False: the model's scores only rank (e.g. it was trained with a
+        ranking loss), whatever its scorer could do."""
         self.primary, self.fallback = primary, fallback
         self.known_users = np.asarray(known_users, dtype=bool)
         self.known_items = np.asarray(known_items, dtype=bool)
         self.scorable_items = self.known_items | capabilities.cold_items_from_features
-        self.predicts_ratings = primary.predicts_ratings
+        self.predicts_ratings = primary.predicts_ratings and predicts_ratings
         # scored at a rating's time when the model has time inputs (else the time is ignored)
         self.uses_time = "timestamps" in capabilities.needs | capabilities.uses
 
@@ -118,4 +121,7 @@ class WithFallback:
         return scores
 
     def to_rating(self, scores: np.ndarray) -> np.ndarray:
+        """Ratings for a model that predicts them; a ranking-only model's scores as they are."""
+        if not self.predicts_ratings:
+            return np.asarray(scores, dtype=np.float32)
         return self.primary.to_rating(scores)

@@ -23,6 +23,9 @@ BUILTIN = (
     "embedrec.models.mlp",
     "embedrec.models.baselines",  # mean, bias, pop
     "embedrec.models.hybrid",  # hybrid_mf, hybrid_nn
+    "embedrec.models.ease",  # ranking baselines (issue 14): ease, ials, knn
+    "embedrec.models.ials",
+    "embedrec.models.knn",
 )
 
 _SPECS: dict[str, ModelSpec] = {}

@@ -251,7 +251,8 @@ def create_app(model_dir: str | Path | None = None, *, bundle: ModelBundle | Non
                 "embedrec_version": m.get("embedrec_version", __version__),
                 "format_version": m.get("format_version", 1), "rating_range": b.scale,
                 "n_users": len(b.user_map), "n_items": len(b.item_map),
-                "preset": (m.get("preset") or {}).get("name"), "metrics": m.get("metrics") or {}}
+                "preset": (m.get("preset") or {}).get("name"), "metrics": m.get("metrics") or {},
+                "predicts_ratings": b.scored.predicts_ratings, "loss": b.loss}
 
     @app.get("/movies", response_model=list[s.Movie], tags=["movies"])
     def movies(request: Request, b: Bundle,

@@ -100,6 +100,8 @@ class ModelInfo(BaseModel):
     n_items: int
     preset: str | None
     metrics: dict
+    predicts_ratings: bool = True  # False: scores rank movies but are not ratings
+    loss: str | None = None  # training loss of a torch model
 
 
 class Health(BaseModel):

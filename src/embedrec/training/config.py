@@ -34,6 +34,8 @@ class TrainConfig:
     init: str = "keras_he_normal"  # initialiser name (embedrec.models.init)
     threads: int = 2  # torch intra-op threads during this run (restored afterwards)
     device: str = "cpu"  # cpu | cuda | auto (cuda when present)
+    relevant: float = 4.0  # ranking losses: a training rating at least this is a positive
+    implicit: bool = False  # ranking losses: every rating is a positive (implicit feedback)
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1:

@@ -7,6 +7,8 @@ step, and scores validation rows as named metrics (lower is better) for early st
 - ``mse``: mean squared error against ``batch["ratings"]`` (the reference's objective).
 - ``bpr``: Bayesian personalised ranking, -log sigmoid(score(u, i) - score(u, j)) with a negative
   item j drawn for every (u, i) by a sampler (uniform here). Its scores rank; they are not ratings.
+- ``bpr_pop`` and ``softmax`` (popularity-sampled BPR, sampled softmax with the logQ correction):
+  see ``embedrec.training.ranking_losses``. Ranking losses learn from positives only.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import torch.nn.functional as F
 from embedrec.errors import ConfigError
 from embedrec.models.base import predict_batches
 from embedrec.models.spec import Shape
+from embedrec.training.ranking_losses import BPRPop, RankingObjective, SampledSoftmax
 
 
 class UniformNegatives:
@@ -46,7 +49,7 @@ class MSE:
         return {"valid_mse": float(np.mean((pred - truth) ** 2, dtype=np.float64))}
 
 
-class BPR:
+class BPR(RankingObjective):
     name = "bpr"
     needs = ()
     metrics = ("valid_bpr",)
@@ -70,7 +73,7 @@ class BPR:
         return {"valid_bpr": float(-F.logsigmoid(diff).mean())}
 
 
-LOSSES = {"mse": lambda shape: MSE(), "bpr": BPR}
+LOSSES = {"mse": lambda shape: MSE(), "bpr": BPR, "bpr_pop": BPRPop, "softmax": SampledSoftmax}
 
 
 def make_objective(name: str, shape: Shape):

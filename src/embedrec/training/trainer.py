@@ -101,6 +101,8 @@ def fit(model, train: Ratings, config: TrainConfig, *, seed: int, shape: Shape |
         raise TrainingError("no training rows")
     shape = shape or Shape(train.n_users, train.n_items, train.scale)
     objective = make_objective(config.loss, shape)
+    if hasattr(objective, "prepare"):  # ranking losses: positives only, samplers from them
+        train, valid = objective.prepare(train, valid, config)
     monitor = config.monitor or objective.metrics[0]
     if monitor not in objective.metrics:
         raise ConfigError(f"the {objective.name} loss reports {', '.join(objective.metrics)}, "

@@ -100,7 +100,10 @@ async function recommend() {
     const result = await api("/recommendations", {method: "POST", body: JSON.stringify(body)});
     if (ticket !== pending) return; // a newer request is on its way
     list.replaceChildren(...result.items.map((m) =>
-      movieRow(m, el("span", {class: "score", title: "predicted rating"}, m.score.toFixed(1)))));
+      movieRow(m, predictsRatings
+        ? el("span", {class: "score", title: "predicted rating"}, m.score.toFixed(1))
+        : el("span", {class: "score", title: "ranking score (this model ranks, it does not predict ratings)"},
+             m.score.toFixed(3)))));
     status.textContent = `From ${result.n_used} of your ${result.n_given} ratings.`;
   } catch (error) {
     if (ticket === pending) status.innerHTML = "", status.append(el("span", {class: "error"}, error.message));
@@ -131,8 +134,10 @@ $("#search").addEventListener("input", (event) => {
   timer = setTimeout(() => search(event.target.value), 200);
 });
 
+let predictsRatings = true;
 api("/model").then((model) => {
   scale = model.rating_range;
+  predictsRatings = model.predicts_ratings !== false;
   $("#model-info").textContent =
     `${model.model} model trained on ${model.dataset ?? "your data"}: ` +
     `${model.n_items.toLocaleString()} movies, ${model.n_users.toLocaleString()} users. ` +

@@ -1,0 +1,158 @@
+"""Ranking objectives for the embedding models (issue 14), next to ``bpr`` in ``LOSSES``.
+
+A ranking objective trains on *positives* only: the training ratings at or above
+``TrainConfig.relevant``, or every rating with ``TrainConfig.implicit`` (ratings as implicit
+feedback). Its scores rank; they are not ratings (``embedrec.models.outputs``).
+
+- ``bpr_pop``: BPR, -log sigmoid(s(u, i) - s(u, j)), with the negative j drawn with probability
+  proportional to popularity^0.75 (its number of positives) instead of uniformly;
+- ``softmax``: sampled softmax. For every positive (u, i), ``n_negatives`` items shared by the
+  batch are drawn from Q (popularity^0.75); with the logQ correction each candidate's logit is
+  s(u, j) - log(S Q(j)) (the positive's too), sampled items equal to the positive are masked,
+  and the loss is the cross-entropy of the positive among them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from embedrec.data.dataset import Ratings
+from embedrec.errors import ConfigError, TrainingError
+from embedrec.models.base import predict_batches
+from embedrec.models.spec import Shape
+
+POPULARITY_POWER = 0.75
+
+
+def select_positives(data: Ratings | None, relevant: float, implicit: bool) -> Ratings | None:
+    """The rows a ranking loss learns from: ratings >= ``relevant`` (every row if ``implicit``)."""
+    if data is None or implicit:
+        return data
+    return data.take(np.flatnonzero(data.ratings >= relevant))
+
+
+def popularity(train: Ratings, power: float = POPULARITY_POWER) -> np.ndarray:
+    """Sampling probabilities proportional to (count + 1)^power over every item."""
+    weights = (np.bincount(train.items, minlength=train.n_items) + 1.0) ** power
+    return weights / weights.sum()
+
+
+class PopularityNegatives:
+    """Items drawn with probability ``probs`` (``per_row``: one per row; else ``shared`` for the
+    whole batch)."""
+
+    def __init__(self, probs: np.ndarray, *, shared: int | None = None):
+        self.probs = torch.as_tensor(probs, dtype=torch.float64)
+        self.shared = shared
+
+    def __call__(self, batch: dict, generator: torch.Generator) -> torch.Tensor:
+        n = self.shared or len(batch["users"])
+        draws = torch.multinomial(self.probs, n, replacement=True, generator=generator)
+        return draws.to(batch["users"].device)
+
+
+class RankingObjective:
+    """Positives selection shared by the ranking losses (the trainer calls ``prepare``)."""
+
+    ranks = True
+    needs = ()
+
+    def prepare(self, train: Ratings, valid: Ratings | None, config):
+        train = select_positives(train, config.relevant, config.implicit)
+        if len(train) == 0:
+            raise TrainingError(f"the {self.name} loss found no positives (no training rating >= "
+                                f"{config.relevant:g}); lower --relevant or use --implicit")
+        self.setup(train)
+        valid = select_positives(valid, config.relevant, config.implicit)
+        return train, (valid if valid is not None and len(valid) else None)
+
+    def setup(self, train: Ratings) -> None:
+        pass
+
+
+class BPRPop(RankingObjective):
+    name = "bpr_pop"
+    metrics = ("valid_bpr",)
+
+    def __init__(self, shape: Shape):
+        self.shape = shape
+        self.sampler = None
+        self._validation_negatives = None
+
+    def setup(self, train: Ratings) -> None:
+        self.sampler = PopularityNegatives(popularity(train))
+
+    def __call__(self, model, batch: dict) -> torch.Tensor:
+        pos = model(batch)
+        neg = model({**batch, "items": batch["negatives"]})
+        return -F.logsigmoid(pos - neg).mean()
+
+    def validate(self, model, batch: dict) -> dict[str, float]:
+        if self._validation_negatives is None or len(self._validation_negatives) != len(batch["users"]):
+            self._validation_negatives = self.sampler(batch, torch.Generator().manual_seed(0))
+        pos = predict_batches(model, batch)
+        neg = predict_batches(model, {**batch, "items": self._validation_negatives})
+        return {"valid_bpr": float(-F.logsigmoid(torch.from_numpy(pos - neg).double()).mean())}
+
+
+def _expand(batch: dict, items: torch.Tensor) -> dict:
+    """Every (row, item) pair of a batch and a shared item list, as one flat batch."""
+    if "history_items" in batch:
+        raise ConfigError("the softmax loss does not support models that read user histories")
+    n, s = len(batch["users"]), len(items)
+    out = {k: v.repeat_interleave(s, dim=0) for k, v in batch.items()
+           if k not in ("items", "negatives") and torch.is_tensor(v) and len(v) == n}
+    out["items"] = items.repeat(n)
+    return out
+
+
+def sampled_softmax(pos: torch.Tensor, neg: torch.Tensor, pos_items: torch.Tensor,
+                    neg_items: torch.Tensor, log_q: torch.Tensor, n_sampled: int) -> torch.Tensor:
+    """Mean cross-entropy of the positive among [positive, negatives] with the logQ
+    correction: pos (B,), neg (B, S) scores; log_q: log sampling probability of every item."""
+    shift = float(np.log(n_sampled))
+    logits = torch.cat([(pos - log_q[pos_items] - shift)[:, None],
+                        neg - (log_q[neg_items] + shift)[None, :]], dim=1)
+    hit = pos_items[:, None] == neg_items[None, :]
+    logits = torch.cat([logits[:, :1], logits[:, 1:].masked_fill(hit, float("-inf"))], dim=1)
+    return (torch.logsumexp(logits, dim=1) - logits[:, 0]).mean()
+
+
+class SampledSoftmax(RankingObjective):
+    name = "softmax"
+    metrics = ("valid_softmax",)
+    n_negatives = 128
+
+    def __init__(self, shape: Shape):
+        self.shape = shape
+        self.sampler = None
+        self.log_q = None
+        self._validation_negatives = None
+
+    def setup(self, train: Ratings) -> None:
+        probs = popularity(train)
+        self.sampler = PopularityNegatives(probs, shared=self.n_negatives)
+        self.log_q = torch.from_numpy(np.log(probs)).float()
+
+    def __call__(self, model, batch: dict) -> torch.Tensor:
+        negatives = batch["negatives"]
+        pos = model(batch)
+        neg = model(_expand(batch, negatives)).reshape(len(pos), len(negatives))
+        log_q = self.log_q.to(pos.device)
+        return sampled_softmax(pos, neg, batch["items"], negatives, log_q, self.n_negatives)
+
+    def validate(self, model, batch: dict) -> dict[str, float]:
+        if self._validation_negatives is None:
+            self._validation_negatives = self.sampler(batch, torch.Generator().manual_seed(0))
+        negatives = self._validation_negatives
+        total, n = 0.0, len(batch["users"])
+        for start in range(0, n, 2048):
+            part = {k: v[start:start + 2048] for k, v in batch.items()}
+            pos = torch.from_numpy(predict_batches(model, part))
+            neg = torch.from_numpy(predict_batches(model, _expand(part, negatives)))
+            loss = sampled_softmax(pos, neg.reshape(len(pos), -1), part["items"].cpu(),
+                                   negatives.cpu(), self.log_q, self.n_negatives)
+            total += float(loss) * len(pos)
+        return {"valid_softmax": total / n}
