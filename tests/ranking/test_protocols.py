@@ -10,7 +10,7 @@ import pytest
 from embedrec.cli import main
 from embedrec.compare import Comparison
 from embedrec.errors import ConfigError
-from embedrec.evaluation.protocols import (
+from embedrec.protocols import (
     parse_protocols, protocol_preset, run_protocols, verdict, verdict_lines,
 )
 from embedrec.evaluation.ranking import long_tail_share

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from embedrec.compare import run_comparison
-from embedrec.evaluation.protocols import protocol_preset
+from embedrec.protocols import protocol_preset
 from embedrec.presets import get_preset
 
 

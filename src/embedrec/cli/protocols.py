@@ -11,7 +11,7 @@ def compare_protocols(preset, *, dataset, data, items, models, seeds: int, proto
                       holdout: str, fraction: float, out_dir: Path | None, report: bool,
                       download: bool) -> None:
     from embedrec.cli.compare import print_summary
-    from embedrec.evaluation.protocols import (
+    from embedrec.protocols import (
         describe, parse_protocols, protocol_preset, run_protocols, verdict, verdict_lines,
         write_protocols,
     )

@@ -19,7 +19,8 @@ import json
 import logging
 from pathlib import Path
 
-from embedrec.compare import Comparison, atomic_write, run_comparison, write_results
+from embedrec.compare import Comparison, run_comparison, write_results
+from embedrec.io import atomic_write_text as atomic_write
 from embedrec.data.dataset import Ratings
 from embedrec.errors import ConfigError
 from embedrec.presets import Preset
