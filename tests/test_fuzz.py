@@ -196,10 +196,6 @@ def test_random_csv_shapes_and_values(tmp_path_factory, text, command, capsys):
     _csv_case(tmp_path_factory, text, command, capsys)
 
 
-@pytest.mark.xfail(reason="owned by the ratings-file readers' rewrite (issue 10 items 15-22): a "
-                          "first row longer than the header is read with a pandas ParserWarning "
-                          "and its first column taken as an index (found by this fuzz)",
-                   strict=False)
 @settings(FUZZ, max_examples=30)
 @given(text=csv_text(known=True))
 def test_known_csv_shapes_fail_cleanly(tmp_path_factory, text, capsys):

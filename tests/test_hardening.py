@@ -344,9 +344,6 @@ def test_synth_never_overwrites_a_users_ratings(tmp_path, capsys):
         "movies.csv", "ratings.csv", "synth.json"]
 
 
-@pytest.mark.xfail(reason="recommender._coerce calls int() on any str.isdigit() text ('¹'): a "
-                          "ValueError traceback; recommender.py is the model-layer rewrite's "
-                          "(found while fuzzing the service)", strict=False)
 def test_a_unicode_digit_user_is_a_one_line_error(bundle, tmp_path, capsys):
     folder = save_model(bundle, tmp_path / "m")
     assert main(["recommend", "--model", str(folder), "--user", "¹"]) == 1

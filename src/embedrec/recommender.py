@@ -36,8 +36,10 @@ def user_index(bundle: ModelBundle, user) -> int:
 
 
 def _coerce(ids: np.ndarray, raw):
-    if ids.dtype.kind in "iu" and isinstance(raw, str) and raw.strip().lstrip("-").isdigit():
-        return int(raw)
+    text = raw.strip() if isinstance(raw, str) else ""
+    digits = text[1:] if text.startswith("-") else text
+    if ids.dtype.kind in "iu" and digits.isascii() and digits.isdigit():  # not '¹', not '١'
+        return int(text)
     return raw
 
 
