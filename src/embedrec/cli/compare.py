@@ -146,8 +146,6 @@ def compare(
         loss=loss, relevant=relevant, implicit=implicit or None)
     chosen = chosen.with_model_settings(parse_settings(settings))
     if protocol is not None:
-        from embedrec.cli.protocols import compare_protocols
-
         compare_protocols(chosen, dataset=dataset, data=data, items=items, models=models,
                           seeds=seeds, protocol=protocol, holdout=holdout,
                           fraction=holdout_fraction, out_dir=out_dir, report=report,
@@ -189,3 +187,44 @@ def compare(
         from embedrec.tracking import log_comparison
 
         log_comparison(result, mlflow, out_dir)
+
+
+def compare_protocols(preset, *, dataset, data, items, models, seeds: int, protocol: str,
+                      holdout: str, fraction: float, out_dir: Path | None, report: bool,
+                      download: bool) -> None:
+    from embedrec.protocols import (
+        describe, parse_protocols, protocol_preset, run_protocols, verdict, verdict_lines,
+        write_protocols,
+    )
+
+    chosen = parse_protocols(protocol)
+    ratings = load_data(dataset, data, download=download, items=items)
+    with progress_bar() as bar:
+        tasks: dict[str, int] = {}
+
+        def step(label: str, done: int, total: int) -> None:
+            if label not in tasks:
+                tasks[label] = bar.add_task(label, total=total)
+            bar.update(tasks[label], completed=done)
+
+        results = run_protocols(ratings, preset=preset, models=split_models(models) or None,
+                                seeds=seeds, protocols=chosen, holdout=holdout,
+                                fraction=fraction, progress=step)
+    for name, comparison in results.items():
+        used = protocol_preset(preset, name, ratings, holdout=holdout, fraction=fraction)
+        out.print(f"\n[bold]protocol {name}[/]: {describe(name, used, holdout, fraction)}; "
+                  f"{comparison.settings['protocol']['loss']} loss on "
+                  f"{comparison.settings['protocol']['positives']} for ranking losses")
+        print_summary(comparison)
+    out.print("")
+    for line in verdict_lines(verdict(results)):
+        out.print(line)
+    if out_dir is not None:
+        folders = write_protocols(results, out_dir)
+        if report:
+            from embedrec.reports import build_report
+
+            for folder in folders:
+                build_report(folder)
+        out.print(f"wrote {out_dir}/: verdict.json, "
+                  + ", ".join(f"{f.name}/" for f in folders))
