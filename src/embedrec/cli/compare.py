@@ -154,13 +154,7 @@ def compare(
     ratings = load_data(dataset, data, download=not no_download, items=items, scale=scale,
                         id_type=id_type, duplicates=duplicates)
     with progress_bar() as bar:
-        tasks: dict[str, int] = {}
-
-        def step(label: str, done: int, total: int) -> None:
-            if label not in tasks:
-                tasks[label] = bar.add_task(label, total=total)
-            bar.update(tasks[label], completed=done)
-
+        step = labelled_steps(bar)
         variants = [v for name in split_models(ablation) for v in ablation_variants(name, chosen)]
         result = run_comparison(ratings, preset=chosen, models=split_models(models) or None,
                                 variants=variants, seeds=seeds, split=split, progress=step)
@@ -189,6 +183,18 @@ def compare(
         log_comparison(result, mlflow, out_dir)
 
 
+def labelled_steps(bar):
+    """A progress callback (label, done, total) with one bar per label."""
+    tasks: dict[str, int] = {}
+
+    def step(label: str, done: int, total: int) -> None:
+        if label not in tasks:
+            tasks[label] = bar.add_task(label, total=total)
+        bar.update(tasks[label], completed=done)
+
+    return step
+
+
 def compare_protocols(preset, *, dataset, data, items, models, seeds: int, protocol: str,
                       holdout: str, fraction: float, out_dir: Path | None, report: bool,
                       download: bool) -> None:
@@ -200,13 +206,7 @@ def compare_protocols(preset, *, dataset, data, items, models, seeds: int, proto
     chosen = parse_protocols(protocol)
     ratings = load_data(dataset, data, download=download, items=items)
     with progress_bar() as bar:
-        tasks: dict[str, int] = {}
-
-        def step(label: str, done: int, total: int) -> None:
-            if label not in tasks:
-                tasks[label] = bar.add_task(label, total=total)
-            bar.update(tasks[label], completed=done)
-
+        step = labelled_steps(bar)
         results = run_protocols(ratings, preset=preset, models=split_models(models) or None,
                                 seeds=seeds, protocols=chosen, holdout=holdout,
                                 fraction=fraction, progress=step)
