@@ -16,7 +16,7 @@ $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -e '.[dev,serve]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,serve,docs]'
 	touch $@
 
 run: $(BIN)/.installed
