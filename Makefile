@@ -20,7 +20,7 @@ $(BIN)/.installed: pyproject.toml
 	touch $@
 
 run: $(BIN)/.installed
-	$(BIN)/embedrec compare --out $(OUT)
+	$(BIN)/embedrec compare --models dot,biased,mlp,mean,bias,pop --out $(OUT)
 
 test: $(BIN)/.installed browser
 	$(BIN)/python -m pytest -q
