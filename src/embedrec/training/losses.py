@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from embedrec.errors import ConfigError
 from embedrec.models.base import predict_batches
 from embedrec.models.spec import Shape
-from embedrec.training.ranking_losses import BPRPop, RankingObjective, SampledSoftmax
+from embedrec.training.ranking_losses import BPRPop, Pairwise, SampledSoftmax
 
 
 class UniformNegatives:
@@ -49,28 +48,15 @@ class MSE:
         return {"valid_mse": float(np.mean((pred - truth) ** 2, dtype=np.float64))}
 
 
-class BPR(RankingObjective):
+class BPR(Pairwise):
+    """BPR with uniformly drawn negatives."""
+
     name = "bpr"
     needs = ()
-    metrics = ("valid_bpr",)
 
     def __init__(self, shape: Shape):
         self.sampler = UniformNegatives(shape.n_items)
         self._validation_negatives = None
-
-    def __call__(self, model, batch: dict) -> torch.Tensor:
-        pos = model(batch)
-        neg = model({**batch, "items": batch["negatives"]})
-        return -F.logsigmoid(pos - neg).mean()
-
-    def validate(self, model, batch: dict) -> dict[str, float]:
-        if self._validation_negatives is None or len(self._validation_negatives) != len(batch["users"]):
-            gen = torch.Generator().manual_seed(0)  # the same negatives at every epoch
-            self._validation_negatives = self.sampler(batch, gen)
-        pos = predict_batches(model, batch)
-        neg = predict_batches(model, {**batch, "items": self._validation_negatives})
-        diff = torch.from_numpy(pos - neg).double()
-        return {"valid_bpr": float(-F.logsigmoid(diff).mean())}
 
 
 LOSSES = {"mse": lambda shape: MSE(), "bpr": BPR, "bpr_pop": BPRPop, "softmax": SampledSoftmax}

@@ -72,7 +72,27 @@ class RankingObjective:
         pass
 
 
-class BPRPop(RankingObjective):
+class Pairwise(RankingObjective):
+    """BPR's loss and validation, whatever the negative sampler (``self.sampler``)."""
+
+    metrics = ("valid_bpr",)
+    _validation_negatives = None
+
+    def __call__(self, model, batch: dict) -> torch.Tensor:
+        pos = model(batch)
+        neg = model({**batch, "items": batch["negatives"]})
+        return -F.logsigmoid(pos - neg).mean()
+
+    def validate(self, model, batch: dict) -> dict[str, float]:
+        if self._validation_negatives is None or len(self._validation_negatives) != len(batch["users"]):
+            # the same negatives at every epoch
+            self._validation_negatives = self.sampler(batch, torch.Generator().manual_seed(0))
+        pos = predict_batches(model, batch)
+        neg = predict_batches(model, {**batch, "items": self._validation_negatives})
+        return {"valid_bpr": float(-F.logsigmoid(torch.from_numpy(pos - neg).double()).mean())}
+
+
+class BPRPop(Pairwise):
     name = "bpr_pop"
     metrics = ("valid_bpr",)
 
@@ -84,17 +104,6 @@ class BPRPop(RankingObjective):
     def setup(self, train: Ratings) -> None:
         self.sampler = PopularityNegatives(popularity(train))
 
-    def __call__(self, model, batch: dict) -> torch.Tensor:
-        pos = model(batch)
-        neg = model({**batch, "items": batch["negatives"]})
-        return -F.logsigmoid(pos - neg).mean()
-
-    def validate(self, model, batch: dict) -> dict[str, float]:
-        if self._validation_negatives is None or len(self._validation_negatives) != len(batch["users"]):
-            self._validation_negatives = self.sampler(batch, torch.Generator().manual_seed(0))
-        pos = predict_batches(model, batch)
-        neg = predict_batches(model, {**batch, "items": self._validation_negatives})
-        return {"valid_bpr": float(-F.logsigmoid(torch.from_numpy(pos - neg).double()).mean())}
 
 
 def _expand(batch: dict, items: torch.Tensor) -> dict:
@@ -145,6 +154,7 @@ class SampledSoftmax(RankingObjective):
 
     def validate(self, model, batch: dict) -> dict[str, float]:
         if self._validation_negatives is None:
+            # the same negatives at every epoch
             self._validation_negatives = self.sampler(batch, torch.Generator().manual_seed(0))
         negatives = self._validation_negatives
         total, n = 0.0, len(batch["users"])
