@@ -14,7 +14,7 @@ import math
 import numpy as np
 from numba import prange
 
-from embedrec.kernels.adam import catch_up, step_sizes, update_row
+from embedrec.kernels.adam import catch_up_pair, step_sizes, update_row
 from embedrec.kernels.tables import (RowTable, Settings, catch_up_side, group, hyper,
                                      numba_threads, release, twins, work)
 
@@ -54,14 +54,12 @@ def _factor_steps(order, users, items, ratings, start, n_steps, batch_size,
             for a in prange(nu + ni):
                 if a < nu:
                     row = rowsU[a]
-                    catch_up(P, mP, vP, row, lastU[row] + 1, t, alphas, b1, b2, eps, l2x2)
-                    if use_bias:
-                        catch_up(BU, mBU, vBU, row, lastU[row] + 1, t, alphas, b1, b2, eps, l2x2)
+                    catch_up_pair(P, mP, vP, BU, mBU, vBU, use_bias, row, lastU[row] + 1, t,
+                                  alphas, b1, b2, eps, l2x2)
                 else:
                     row = rowsI[a - nu]
-                    catch_up(Q, mQ, vQ, row, lastI[row] + 1, t, alphas, b1, b2, eps, l2x2)
-                    if use_bias:
-                        catch_up(BI, mBI, vBI, row, lastI[row] + 1, t, alphas, b1, b2, eps, l2x2)
+                    catch_up_pair(Q, mQ, vQ, BI, mBI, vBI, use_bias, row, lastI[row] + 1, t,
+                                  alphas, b1, b2, eps, l2x2)
         scale = np.float32(2.0) / np.float32(nb)
         for j in prange(nb):
             r = order[lo_row + j]
@@ -174,7 +172,7 @@ class FactorKernel:
     def sync(self) -> None:
         """Bring every row up to date (dense engine) before the weights are read whole."""
         P, Q, BU, BI = self.tables
-        catch_up_side([P, BU] if self.biases else [P], self.last_u, self.settings, self.step,
+        catch_up_side(P, BU if self.biases else None, self.last_u, self.settings, self.step,
                       self.alphas)
-        catch_up_side([Q, BI] if self.biases else [Q], self.last_i, self.settings, self.step,
+        catch_up_side(Q, BI if self.biases else None, self.last_i, self.settings, self.step,
                       self.alphas)

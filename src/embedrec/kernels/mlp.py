@@ -208,8 +208,8 @@ class MLPKernel:
         return sse, n_steps
 
     def sync(self) -> None:
-        catch_up_side([self.P], self.last_u, self.settings, self.step, self.alphas)
-        catch_up_side([self.Q], self.last_i, self.settings, self.step, self.alphas)
+        catch_up_side(self.P, None, self.last_u, self.settings, self.step, self.alphas)
+        catch_up_side(self.Q, None, self.last_i, self.settings, self.step, self.alphas)
 
     def _load(self) -> None:  # the layers as the torch module holds them now
         at = 0

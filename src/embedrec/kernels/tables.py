@@ -16,10 +16,10 @@ import numba
 import numpy as np
 from numba import njit
 
-from embedrec.kernels.adam import catch_up_all
+from embedrec.kernels.adam import JIT, catch_up_all
 
 
-@njit(cache=True)
+@njit(**JIT)
 def group(ids, slot, rows, cursor, ptr, members):
     """Group the examples of a batch by id.
 
@@ -47,7 +47,7 @@ def group(ids, slot, rows, cursor, ptr, members):
     return n
 
 
-@njit(cache=True)
+@njit(**JIT)
 def release(slot, rows, n):
     for a in range(n):
         slot[rows[a]] = -1
@@ -63,7 +63,7 @@ def twins(fn):
                               fn.__defaults__, fn.__closure__)
     copy.__qualname__ = fn.__qualname__ + "_parallel"
     copy.__module__ = fn.__module__
-    return njit(cache=True)(fn), njit(cache=True, parallel=True)(copy)
+    return njit(**JIT)(fn), njit(parallel=True, **JIT)(copy)
 
 
 @dataclass(frozen=True)
@@ -97,14 +97,14 @@ class RowTable:
         self.v = np.zeros_like(weight)
 
 
-def catch_up_side(tables: list[RowTable], last: np.ndarray, settings: Settings, step: int,
-                  alphas: np.ndarray) -> None:
-    """Dense engine: every row of one side's tables (indexed alike: user vectors and user
-    biases) brought to ``step``; ``last`` holds the step each row has reached."""
+def catch_up_side(table: RowTable, bias: RowTable | None, last: np.ndarray, settings: Settings,
+                  step: int, alphas: np.ndarray) -> None:
+    """Dense engine: every row of one side's table (and its bias column) brought to ``step``;
+    ``last`` holds the step each row has reached."""
     if settings.dense:
-        for table in tables:
-            catch_up_all(table.w, table.m, table.v, last, step, alphas, *_adam32(settings))
-        last[:] = step
+        b = bias or table
+        catch_up_all(table.w, table.m, table.v, b.w, b.m, b.v, bias is not None, last, step,
+                     alphas, *_adam32(settings))
 
 
 def _adam32(settings: Settings):
