@@ -12,11 +12,28 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import prange
+from numba import njit, prange
 
-from embedrec.kernels.adam import catch_up_pair, step_sizes, update_row
+from embedrec.kernels.adam import JIT, catch_up_pair, step_sizes, update_row
 from embedrec.kernels.tables import (RowTable, Settings, catch_up_side, group, hyper,
                                      numba_threads, release, twins, work)
+
+
+@njit(**JIT)
+def residual(P, Q, BU, BI, u, i, rating, use_bias, use_sigmoid, lo, hi, scale):
+    """(d loss / d logit, squared error) of one example; ``scale`` = 2 / batch length."""
+    x = np.float32(0.0)
+    for f in range(P.shape[1]):
+        x += P[u, f] * Q[i, f]
+    if use_bias:
+        x += BU[u, 0] + BI[i, 0]
+    if use_sigmoid:
+        one = np.float32(1.0)
+        sg = one / (one + np.float32(math.exp(-x)))
+        err = sg * (hi - lo) + lo - rating
+        return scale * err * (hi - lo) * sg * (one - sg), err * err
+    err = x - rating
+    return scale * err, err * err
 
 
 def _factor_steps(order, users, items, ratings, start, n_steps, batch_size,
@@ -24,9 +41,11 @@ def _factor_steps(order, users, items, ratings, start, n_steps, batch_size,
                   step0, alphas, hyper, flags, slotU, slotI, work_i, work_f, gP, gBU, gQ, gBI):
     """Run ``n_steps`` steps from row ``start`` of ``order``; returns (sum of squared errors,
     rows seen). ``hyper`` = (b1, b2, eps, l2x2, lo, hi) as float32; ``flags`` = (biases,
-    sigmoid, dense)."""
+    sigmoid, dense, fused). Both ways of summing a row's gradient add its examples in batch
+    order, so the serial (fused) and the parallel twin agree."""
     b1, b2, eps, l2x2, lo, hi = hyper[0], hyper[1], hyper[2], hyper[3], hyper[4], hyper[5]
     use_bias, use_sigmoid, dense = flags[0] != 0, flags[1] != 0, flags[2] != 0
+    fused = flags[3] != 0  # the serial twin only
     n = order.shape[0]
     k = P.shape[1]
     B = batch_size
@@ -61,48 +80,54 @@ def _factor_steps(order, users, items, ratings, start, n_steps, batch_size,
                     catch_up_pair(Q, mQ, vQ, BI, mBI, vBI, use_bias, row, lastI[row] + 1, t,
                                   alphas, b1, b2, eps, l2x2)
         scale = np.float32(2.0) / np.float32(nb)
-        for j in prange(nb):
-            r = order[lo_row + j]
-            u, i = bu_ids[j], bi_ids[j]
-            x = zero
-            for f in range(k):
-                x += P[u, f] * Q[i, f]
-            if use_bias:
-                x += BU[u, 0] + BI[i, 0]
-            if use_sigmoid:
-                sg = np.float32(1.0) / (np.float32(1.0) + np.float32(math.exp(-x)))
-                pred = sg * (hi - lo) + lo
-                err = pred - ratings[r]
-                dx[j] = scale * err * (hi - lo) * sg * (np.float32(1.0) - sg)
-            else:
-                err = x - ratings[r]
-                dx[j] = scale * err
-            err2[j] = err * err
-        for j in range(nb):
-            total += err2[j]
-        seen += nb
-        # users' gradients (Q as it was), then items' updates (P as it was), then users'
-        for a in prange(nu):
-            for f in range(k):
-                gP[a, f] = zero
-            gBU[a, 0] = zero
-            for e in range(ptrU[a], ptrU[a + 1]):
-                j = memU[e]
-                i = bi_ids[j]
+        if fused:  # one pass: each example's gradient added to its rows' sums, in batch order
+            for a in range(nu):
+                gP[a, :] = zero
+                gBU[a, 0] = zero
+            for b in range(ni):
+                gQ[b, :] = zero
+                gBI[b, 0] = zero
+            for j in range(nb):
+                u, i = bu_ids[j], bi_ids[j]
+                d, e2 = residual(P, Q, BU, BI, u, i, ratings[order[lo_row + j]], use_bias,
+                                 use_sigmoid, lo, hi, scale)
+                total += e2
+                a, b = slotU[u], slotI[i]
                 for f in range(k):
-                    gP[a, f] += dx[j] * Q[i, f]
-                gBU[a, 0] += dx[j]
+                    gP[a, f] += d * Q[i, f]
+                    gQ[b, f] += d * P[u, f]
+                gBU[a, 0] += d
+                gBI[b, 0] += d
+        else:  # examples in parallel, then each row's sum over its examples, in batch order
+            for j in prange(nb):
+                dx[j], err2[j] = residual(P, Q, BU, BI, bu_ids[j], bi_ids[j],
+                                          ratings[order[lo_row + j]], use_bias, use_sigmoid,
+                                          lo, hi, scale)
+            for j in range(nb):
+                total += err2[j]
+            for a in prange(nu):  # users' gradients, from Q as it was
+                for f in range(k):
+                    gP[a, f] = zero
+                gBU[a, 0] = zero
+                for e in range(ptrU[a], ptrU[a + 1]):
+                    j = memU[e]
+                    i = bi_ids[j]
+                    for f in range(k):
+                        gP[a, f] += dx[j] * Q[i, f]
+                    gBU[a, 0] += dx[j]
+            for b in prange(ni):  # items' gradients, from P as it was
+                for f in range(k):
+                    gQ[b, f] = zero
+                gBI[b, 0] = zero
+                for e in range(ptrI[b], ptrI[b + 1]):
+                    j = memI[e]
+                    u = bu_ids[j]
+                    for f in range(k):
+                        gQ[b, f] += dx[j] * P[u, f]
+                    gBI[b, 0] += dx[j]
+        seen += nb
         for b in prange(ni):
             row = rowsI[b]
-            for f in range(k):
-                gQ[b, f] = zero
-            gBI[b, 0] = zero
-            for e in range(ptrI[b], ptrI[b + 1]):
-                j = memI[e]
-                u = bu_ids[j]
-                for f in range(k):
-                    gQ[b, f] += dx[j] * P[u, f]
-                gBI[b, 0] += dx[j]
             update_row(Q, mQ, vQ, row, gQ[b], alpha, b1, b2, eps, l2x2)
             if use_bias:
                 update_row(BI, mBI, vBI, row, gBI[b], alpha, b1, b2, eps, l2x2)
@@ -146,8 +171,8 @@ class FactorKernel:
         self.alphas = step_sizes(settings.lr, settings.beta1, settings.beta2, 1, settings.max_steps)
         lo, hi = self.rating_range or (0.0, 0.0)
         self.hyper = hyper(settings, lo, hi)
-        self.flags = np.array([self.biases, self.rating_range is not None, settings.dense],
-                              dtype=np.int64)
+        self.flags = np.array([self.biases, self.rating_range is not None, settings.dense,
+                               not settings.parallel()], dtype=np.int64)
         bs, k = settings.batch_size, P.shape[1]
         self.work_i, self.slot_u, self.slot_i = work(bs, len(P), len(Q))
         self.work_f = np.zeros((2, bs), dtype=np.float32)
