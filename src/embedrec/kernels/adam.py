@@ -16,7 +16,6 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-
 # cached on disk; float division without Python's ZeroDivisionError check, so that loops vectorise
 JIT = {"cache": True, "error_model": "numpy"}
 

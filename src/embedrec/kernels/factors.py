@@ -15,8 +15,17 @@ import numpy as np
 from numba import njit, prange
 
 from embedrec.kernels.adam import JIT, catch_up_pair, step_sizes, update_row
-from embedrec.kernels.tables import (RowTable, Settings, catch_up_side, group, hyper,
-                                     numba_threads, release, twins, work)
+from embedrec.kernels.tables import (
+    RowTable,
+    Settings,
+    catch_up_side,
+    gather_group,
+    hyper,
+    numba_threads,
+    release,
+    twins,
+    work,
+)
 
 
 @njit(**JIT)
@@ -36,6 +45,19 @@ def residual(P, Q, BU, BI, u, i, rating, use_bias, use_sigmoid, lo, hi, scale):
     return scale * err, err * err
 
 
+@njit(**JIT)
+def row_sum(g, gb, members, other_ids, dx, other):
+    """One row's gradient: the sum over its examples (in batch order) of dx times the other
+    side's row, and of dx alone for its bias."""
+    g[:] = np.float32(0.0)
+    gb[0] = np.float32(0.0)
+    for j in members:
+        row = other[other_ids[j]]
+        for f in range(g.shape[0]):
+            g[f] += dx[j] * row[f]
+        gb[0] += dx[j]
+
+
 def _factor_steps(order, users, items, ratings, start, n_steps, batch_size,
                   P, Q, BU, BI, mP, vP, mQ, vQ, mBU, vBU, mBI, vBI, lastU, lastI,
                   step0, alphas, hyper, flags, slotU, slotI, work_i, work_f, gP, gBU, gQ, gBI):
@@ -50,8 +72,8 @@ def _factor_steps(order, users, items, ratings, start, n_steps, batch_size,
     k = P.shape[1]
     B = batch_size
     bu_ids, bi_ids = work_i[0], work_i[1]
-    rowsU, curU, ptrU, memU = work_i[2], work_i[3], work_i[4], work_i[5]
-    rowsI, curI, ptrI, memI = work_i[6], work_i[7], work_i[8], work_i[9]
+    rowsU, ptrU, memU = work_i[2], work_i[4], work_i[5]
+    rowsI, ptrI, memI = work_i[6], work_i[8], work_i[9]
     dx, err2 = work_f[0], work_f[1]
     total = 0.0
     seen = 0
@@ -63,12 +85,7 @@ def _factor_steps(order, users, items, ratings, start, n_steps, batch_size,
         nb = min(B, n - lo_row)
         t = step0 + s + 1
         alpha = alphas[t]
-        for j in range(nb):
-            r = order[lo_row + j]
-            bu_ids[j] = users[r]
-            bi_ids[j] = items[r]
-        nu = group(bu_ids[:nb], slotU, rowsU, curU, ptrU, memU)
-        ni = group(bi_ids[:nb], slotI, rowsI, curI, ptrI, memI)
+        nu, ni = gather_group(order, users, items, lo_row, nb, work_i, slotU, slotI)
         if dense:  # the L2-only steps these rows missed, then they are current
             for a in prange(nu + ni):
                 if a < nu:
@@ -106,25 +123,9 @@ def _factor_steps(order, users, items, ratings, start, n_steps, batch_size,
             for j in range(nb):
                 total += err2[j]
             for a in prange(nu):  # users' gradients, from Q as it was
-                for f in range(k):
-                    gP[a, f] = zero
-                gBU[a, 0] = zero
-                for e in range(ptrU[a], ptrU[a + 1]):
-                    j = memU[e]
-                    i = bi_ids[j]
-                    for f in range(k):
-                        gP[a, f] += dx[j] * Q[i, f]
-                    gBU[a, 0] += dx[j]
+                row_sum(gP[a], gBU[a], memU[ptrU[a]:ptrU[a + 1]], bi_ids, dx, Q)
             for b in prange(ni):  # items' gradients, from P as it was
-                for f in range(k):
-                    gQ[b, f] = zero
-                gBI[b, 0] = zero
-                for e in range(ptrI[b], ptrI[b + 1]):
-                    j = memI[e]
-                    u = bu_ids[j]
-                    for f in range(k):
-                        gQ[b, f] += dx[j] * P[u, f]
-                    gBI[b, 0] += dx[j]
+                row_sum(gQ[b], gBI[b], memI[ptrI[b]:ptrI[b + 1]], bu_ids, dx, P)
         seen += nb
         for b in prange(ni):
             row = rowsI[b]

@@ -17,8 +17,17 @@ from numba import prange
 
 from embedrec.kernels.adam import catch_up, step_sizes, update_dense, update_row
 from embedrec.kernels.counter import call_key, draw, threshold
-from embedrec.kernels.tables import (RowTable, Settings, catch_up_side, group, hyper,
-                                     numba_threads, release, twins, work)
+from embedrec.kernels.tables import (
+    RowTable,
+    Settings,
+    catch_up_side,
+    gather_group,
+    hyper,
+    numba_threads,
+    release,
+    twins,
+    work,
+)
 
 BLOCK = 16  # examples per block of dense-layer gradients
 
@@ -42,8 +51,8 @@ def _mlp_steps(order, users, items, ratings, start, n_steps, batch_size,
     n = order.shape[0]
     B = batch_size
     bu_ids, bi_ids = work_i[0], work_i[1]
-    rowsU, curU, ptrU, memU = work_i[2], work_i[3], work_i[4], work_i[5]
-    rowsI, curI, ptrI, memI = work_i[6], work_i[7], work_i[8], work_i[9]
+    rowsU, ptrU, memU = work_i[2], work_i[4], work_i[5]
+    rowsI, ptrI, memI = work_i[6], work_i[8], work_i[9]
     total = 0.0
     seen = 0
     zero = np.float32(0.0)
@@ -57,12 +66,7 @@ def _mlp_steps(order, users, items, ratings, start, n_steps, batch_size,
         alpha = alphas[t]
         key_in = call_key(seed_in, t - 1)
         key_h = call_key(seed_h, t - 1)
-        for j in range(nb):
-            r = order[lo_row + j]
-            bu_ids[j] = users[r]
-            bi_ids[j] = items[r]
-        nu = group(bu_ids[:nb], slotU, rowsU, curU, ptrU, memU)
-        ni = group(bi_ids[:nb], slotI, rowsI, curI, ptrI, memI)
+        nu, ni = gather_group(order, users, items, lo_row, nb, work_i, slotU, slotI)
         if dense:
             for a in prange(nu + ni):
                 if a < nu:

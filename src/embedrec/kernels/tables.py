@@ -48,6 +48,20 @@ def group(ids, slot, rows, cursor, ptr, members):
 
 
 @njit(**JIT)
+def gather_group(order, users, items, lo_row, nb, work_i, slot_u, slot_i):
+    """A batch's user and item ids (``work_i[0]``, ``work_i[1]``), each side grouped by row
+    (``work_i[2:6]`` users, ``work_i[6:10]`` items: rows, cursor, ptr, members). Returns the
+    number of distinct users and items."""
+    for j in range(nb):
+        r = order[lo_row + j]
+        work_i[0, j] = users[r]
+        work_i[1, j] = items[r]
+    nu = group(work_i[0, :nb], slot_u, work_i[2], work_i[3], work_i[4], work_i[5])
+    ni = group(work_i[1, :nb], slot_i, work_i[6], work_i[7], work_i[8], work_i[9])
+    return nu, ni
+
+
+@njit(**JIT)
 def release(slot, rows, n):
     for a in range(n):
         slot[rows[a]] = -1
