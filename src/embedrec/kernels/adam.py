@@ -18,6 +18,9 @@ from numba import njit, prange
 
 # cached on disk; float division without Python's ZeroDivisionError check, so that loops vectorise
 JIT = {"cache": True, "error_model": "numpy"}
+# the forward and backward passes may reorder sums (dot products, layer sums) so that they
+# vectorise; no approximate functions, and NaN and infinities keep their meaning
+REORDER = {"fastmath": {"reassoc", "contract", "nsz"}}
 
 
 def step_sizes(lr: float, beta1: float, beta2: float, first: int, last: int) -> np.ndarray:

@@ -14,7 +14,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from embedrec.kernels.adam import JIT, catch_up_pair, step_sizes, update_row
+from embedrec.kernels.adam import JIT, REORDER, catch_up_pair, step_sizes, update_row
 from embedrec.kernels.tables import (
     RowTable,
     Settings,
@@ -28,7 +28,7 @@ from embedrec.kernels.tables import (
 )
 
 
-@njit(**JIT)
+@njit(**JIT, **REORDER)
 def residual(P, Q, BU, BI, u, i, rating, use_bias, use_sigmoid, lo, hi, scale):
     """(d loss / d logit, squared error) of one example; ``scale`` = 2 / batch length."""
     x = np.float32(0.0)
@@ -146,7 +146,7 @@ def _factor_steps(order, users, items, ratings, start, n_steps, batch_size,
     return total, seen
 
 
-factor_steps, factor_steps_parallel = twins(_factor_steps)
+factor_steps, factor_steps_parallel = twins(_factor_steps, **REORDER)
 
 
 class FactorKernel:
@@ -154,6 +154,8 @@ class FactorKernel:
 
     ``P``/``Q`` (and the bias columns ``BU``/``BI``, shape (n, 1)) are the model's own weights,
     as numpy views: training updates them in place. ``rating_range`` turns on the sigmoid."""
+
+    PARALLEL_FROM = 512  # batch rows from which two threads beat one
 
     def __init__(self, P: np.ndarray, Q: np.ndarray, BU: np.ndarray | None = None,
                  BI: np.ndarray | None = None, rating_range: tuple[float, float] | None = None):
@@ -173,7 +175,7 @@ class FactorKernel:
         lo, hi = self.rating_range or (0.0, 0.0)
         self.hyper = hyper(settings, lo, hi)
         self.flags = np.array([self.biases, self.rating_range is not None, settings.dense,
-                               not settings.parallel()], dtype=np.int64)
+                               not settings.parallel(self.PARALLEL_FROM)], dtype=np.int64)
         bs, k = settings.batch_size, P.shape[1]
         self.work_i, self.slot_u, self.slot_i = work(bs, len(P), len(Q))
         self.work_f = np.zeros((2, bs), dtype=np.float32)
@@ -186,7 +188,7 @@ class FactorKernel:
         s = self.settings
         n_steps = min(n_steps, -(-(len(order) - start) // s.batch_size))
         P, Q, BU, BI = self.tables
-        fn = factor_steps_parallel if s.parallel() else factor_steps
+        fn = factor_steps_parallel if s.parallel(self.PARALLEL_FROM) else factor_steps
         with numba_threads(s.threads):
             sse, _ = fn(order, users, items, ratings, start, n_steps, s.batch_size,
                         P.w, Q.w, BU.w, BI.w, P.m, P.v, Q.m, Q.v, BU.m, BU.v, BI.m, BI.v,

@@ -15,8 +15,8 @@ import math
 import numpy as np
 from numba import prange
 
-from embedrec.kernels.adam import catch_up, step_sizes, update_dense, update_row
-from embedrec.kernels.counter import call_key, draw, threshold
+from embedrec.kernels.adam import REORDER, catch_up, step_sizes, update_dense, update_row
+from embedrec.kernels.counter import call_key, lane, threshold, word
 from embedrec.kernels.tables import (
     RowTable,
     Settings,
@@ -85,10 +85,15 @@ def _mlp_steps(order, users, items, ratings, start, n_steps, batch_size,
             for j in range(blk * BLOCK, min(nb, (blk + 1) * BLOCK)):
                 r = order[lo_row + j]
                 u, i = bu_ids[j], bi_ids[j]
-                for f in range(K2):  # the dropped-out input
+                hashed = word(key_in, j * K2)
+                for f in range(K2):  # the dropped-out input; a hash gives four draws
+                    e = j * K2 + f
+                    if f > 0 and e % 4 == 0:
+                        hashed = word(key_in, e)
                     x = P[u, f] if f < k else Q[i, f - k]
-                    a_in[f] = sc_in if draw(key_in, j * K2 + f) >= thr_in else zero
+                    a_in[f] = sc_in if lane(hashed, e) >= thr_in else zero
                     a_x[f] = x * a_in[f]
+                hashed = word(key_h, j * H)
                 out = dense_w[o_b2]
                 for h in range(H):
                     pre = dense_w[o_b1 + h]
@@ -96,7 +101,10 @@ def _mlp_steps(order, users, items, ratings, start, n_steps, batch_size,
                         pre += dense_w[h * K2 + f] * a_x[f]
                     a_pre[h] = pre
                     hid = pre if pre > zero else zero
-                    keep = draw(key_h, j * H + h) >= thr_h
+                    e = j * H + h
+                    if h > 0 and e % 4 == 0:
+                        hashed = word(key_h, e)
+                    keep = lane(hashed, e) >= thr_h
                     a_d[h] = sc_h if keep else zero  # d(dropped hidden)/d(hidden)
                     out += dense_w[o_w2 + h] * (hid * a_d[h])
                 sg = one / (one + np.float32(math.exp(-out)))
@@ -153,7 +161,7 @@ def _mlp_steps(order, users, items, ratings, start, n_steps, batch_size,
     return total, seen
 
 
-mlp_steps, mlp_steps_parallel = twins(_mlp_steps)
+mlp_steps, mlp_steps_parallel = twins(_mlp_steps, **REORDER)
 
 
 class MLPKernel:
@@ -163,6 +171,8 @@ class MLPKernel:
     W2 (1, h), b2 (1), copied into one flat vector for the kernel and back after every run;
     ``dropout``: (p_in, p_hidden); ``seeds()``: the two dropout layers' seeds, read at ``bind``
     (after the trainer has seeded them)."""
+
+    PARALLEL_FROM = 64  # batch rows from which two threads beat one (a row costs ~1 us)
 
     def __init__(self, P, Q, layers, dropout, seeds, rating_range):
         self.P_array, self.Q_array, self.layers = P, Q, layers
@@ -199,7 +209,7 @@ class MLPKernel:
     def run(self, order, users, items, ratings, start: int, n_steps: int) -> tuple[float, int]:
         s = self.settings
         n_steps = min(n_steps, -(-(len(order) - start) // s.batch_size))
-        fn = mlp_steps_parallel if s.parallel() else mlp_steps
+        fn = mlp_steps_parallel if s.parallel(self.PARALLEL_FROM) else mlp_steps
         self._load()
         with numba_threads(s.threads):
             sse, _ = fn(order, users, items, ratings, start, n_steps, s.batch_size,

@@ -67,7 +67,7 @@ def release(slot, rows, n):
         slot[rows[a]] = -1
 
 
-def twins(fn):
+def twins(fn, **options):
     """``fn`` compiled twice: serial, and with ``prange`` loops run on numba's threads.
 
     The parallel twin is a copy under its own name, so that numba's on-disk cache keeps the
@@ -77,7 +77,7 @@ def twins(fn):
                               fn.__defaults__, fn.__closure__)
     copy.__qualname__ = fn.__qualname__ + "_parallel"
     copy.__module__ = fn.__module__
-    return njit(**JIT)(fn), njit(parallel=True, **JIT)(copy)
+    return njit(**JIT, **options)(fn), njit(parallel=True, **JIT, **options)(copy)
 
 
 @dataclass(frozen=True)
@@ -94,9 +94,11 @@ class Settings:
     threads: int  # numba threads for a run (results do not depend on it)
     max_steps: int  # steps the run may take in all (step sizes are computed up front)
 
-    def parallel(self) -> bool:
-        """Whether the parallel twin pays: a dense step, or a large batch, on several threads."""
-        return self.threads > 1 and (self.dense or self.batch_size >= 512)
+    def parallel(self, from_batch: int) -> bool:
+        """Whether the parallel twin pays: on several threads, a dense step, or a batch of at
+        least ``from_batch`` rows (a kernel's own threshold: a parallel region costs
+        microseconds to start, so small batches of cheap rows run serially)."""
+        return self.threads > 1 and (self.dense or self.batch_size >= from_batch)
 
 
 class RowTable:
