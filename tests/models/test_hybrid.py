@@ -287,3 +287,13 @@ def test_compare_cli_runs_an_ablation_and_says_which_inputs_are_off(tmp_path, ca
     text = capsys.readouterr().out
     assert "hybrid_mf: item_features: off, the data has none" in text
     assert "hybrid_mf +time: item_features: off, the data has none; timestamps: off" in text
+    # the report (rebuilt from the folder) holds the ablation table, and ablation.md the same rows
+    assert main(["report", str(out)]) == 0
+    summary = {row["model"]: row for row in json.loads((out / "summary.json").read_text())}
+    table = (out / "ablation.md").read_text().splitlines()
+    assert [line.split(" | ")[0].strip("|* ") for line in table[2:]] == list(summary)
+    genres_off = next(line for line in table if line.startswith("| hybrid_mf -genres |"))
+    delta = summary["hybrid_mf -genres"]["rmse"] - summary["hybrid_mf"]["rmse"]
+    assert f"| {summary['hybrid_mf -genres']['rmse']:.4f} ± 0.0000 | {delta:+.4f} |" in genres_off
+    page = (out / "report.html").read_text()
+    assert "<h2>Ablation</h2>" in page and "hybrid_mf +implicit</th>" in page
