@@ -267,6 +267,14 @@ def test_the_service_predicts_at_a_given_time(data, tmp_path):
         assert early["predictions"][0]["rating"] == pytest.approx(float(expected), abs=1e-4)
         bad = client.post("/predict", json={"pairs": [pair], "timestamp": -5})
         assert bad.status_code == 422
+    # time switched off: the timestamp is ignored, and the answer says so (null)
+    timeless = PRESET.with_model_settings({"hybrid_mf": {"use_time": False}})
+    bundle = bundle_of(fit_model("hybrid_mf", fold, timeless, seed=0), fold, fit_fallback(fold, PRESET))
+    with LiveServer(create_app(bundle=bundle)) as live, httpx.Client(base_url=live.url, timeout=10) as client:
+        at = [client.post("/predict", json={"pairs": [pair], "timestamp": t}).json()
+              for t in (1_000_000_000, 1_200_000_000)]
+        assert at[0]["timestamp"] is None and at[1]["timestamp"] is None
+        assert at[0]["predictions"] == at[1]["predictions"]
 
 
 def test_compare_cli_runs_an_ablation_and_says_which_inputs_are_off(tmp_path, capsys):
