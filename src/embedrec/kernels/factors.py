@@ -14,26 +14,24 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from embedrec.kernels.adam import JIT, REORDER, catch_up_pair, step_sizes, update_row
+from embedrec.kernels.adam import JIT, catch_up_pair, dot, step_sizes, update_row
 from embedrec.kernels.tables import (
     RowTable,
     Settings,
+    Twins,
     catch_up_side,
     gather_group,
     hyper,
-    numba_threads,
     release,
     twins,
     work,
 )
 
 
-@njit(**JIT, **REORDER)
+@njit(**JIT)
 def residual(P, Q, BU, BI, u, i, rating, use_bias, use_sigmoid, lo, hi, scale):
     """(d loss / d logit, squared error) of one example; ``scale`` = 2 / batch length."""
-    x = np.float32(0.0)
-    for f in range(P.shape[1]):
-        x += P[u, f] * Q[i, f]
+    x = dot(P[u], Q[i])
     if use_bias:
         x += BU[u, 0] + BI[i, 0]
     if use_sigmoid:
@@ -67,7 +65,7 @@ def _factor_steps(order, users, items, ratings, start, n_steps, batch_size,
     order, so the serial (fused) and the parallel twin agree."""
     b1, b2, eps, l2x2, lo, hi = hyper[0], hyper[1], hyper[2], hyper[3], hyper[4], hyper[5]
     use_bias, use_sigmoid, dense = flags[0] != 0, flags[1] != 0, flags[2] != 0
-    fused = flags[3] != 0  # the serial twin only
+    fused = flags[3] != 0  # the serial twin only (the caller sets it)
     n = order.shape[0]
     k = P.shape[1]
     B = batch_size
@@ -146,7 +144,7 @@ def _factor_steps(order, users, items, ratings, start, n_steps, batch_size,
     return total, seen
 
 
-factor_steps, factor_steps_parallel = twins(_factor_steps, **REORDER)
+factor_steps, factor_steps_parallel = twins(_factor_steps)
 
 
 class FactorKernel:
@@ -154,8 +152,6 @@ class FactorKernel:
 
     ``P``/``Q`` (and the bias columns ``BU``/``BI``, shape (n, 1)) are the model's own weights,
     as numpy views: training updates them in place. ``rating_range`` turns on the sigmoid."""
-
-    PARALLEL_FROM = 512  # batch rows from which two threads beat one
 
     def __init__(self, P: np.ndarray, Q: np.ndarray, BU: np.ndarray | None = None,
                  BI: np.ndarray | None = None, rating_range: tuple[float, float] | None = None):
@@ -174,8 +170,9 @@ class FactorKernel:
         self.alphas = step_sizes(settings.lr, settings.beta1, settings.beta2, 1, settings.max_steps)
         lo, hi = self.rating_range or (0.0, 0.0)
         self.hyper = hyper(settings, lo, hi)
-        self.flags = np.array([self.biases, self.rating_range is not None, settings.dense,
-                               not settings.parallel(self.PARALLEL_FROM)], dtype=np.int64)
+        self.flags = np.array([self.biases, self.rating_range is not None, settings.dense, 1],
+                              dtype=np.int64)
+        self.twins = Twins(factor_steps, factor_steps_parallel, settings)
         bs, k = settings.batch_size, P.shape[1]
         self.work_i, self.slot_u, self.slot_i = work(bs, len(P), len(Q))
         self.work_f = np.zeros((2, bs), dtype=np.float32)
@@ -188,14 +185,18 @@ class FactorKernel:
         s = self.settings
         n_steps = min(n_steps, -(-(len(order) - start) // s.batch_size))
         P, Q, BU, BI = self.tables
-        fn = factor_steps_parallel if s.parallel(self.PARALLEL_FROM) else factor_steps
-        with numba_threads(s.threads):
-            sse, _ = fn(order, users, items, ratings, start, n_steps, s.batch_size,
+
+        def steps(fn, first_row, count):
+            self.flags[3] = fn is factor_steps  # the serial twin sums in one fused pass
+            sse, _ = fn(order, users, items, ratings, first_row, count, s.batch_size,
                         P.w, Q.w, BU.w, BI.w, P.m, P.v, Q.m, Q.v, BU.m, BU.v, BI.m, BI.v,
-                        self.last_u, self.last_i, self.step, self.alphas, self.hyper, self.flags,
-                        self.slot_u, self.slot_i, self.work_i, self.work_f, *self.grads)
-        self.step += n_steps
-        return sse, n_steps
+                        self.last_u, self.last_i, self.step, self.alphas, self.hyper,
+                        self.flags, self.slot_u, self.slot_i, self.work_i, self.work_f,
+                        *self.grads)
+            self.step += count
+            return sse
+
+        return self.twins.run(steps, start, n_steps), n_steps
 
     def sync(self) -> None:
         """Bring every row up to date (dense engine) before the weights are read whole."""

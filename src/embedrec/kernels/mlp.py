@@ -15,15 +15,15 @@ import math
 import numpy as np
 from numba import prange
 
-from embedrec.kernels.adam import REORDER, catch_up, step_sizes, update_dense, update_row
+from embedrec.kernels.adam import catch_up, dot, step_sizes, update_dense, update_row
 from embedrec.kernels.counter import call_key, lane, threshold, word
 from embedrec.kernels.tables import (
     RowTable,
     Settings,
+    Twins,
     catch_up_side,
     gather_group,
     hyper,
-    numba_threads,
     release,
     twins,
     work,
@@ -96,9 +96,7 @@ def _mlp_steps(order, users, items, ratings, start, n_steps, batch_size,
                 hashed = word(key_h, j * H)
                 out = dense_w[o_b2]
                 for h in range(H):
-                    pre = dense_w[o_b1 + h]
-                    for f in range(K2):
-                        pre += dense_w[h * K2 + f] * a_x[f]
+                    pre = dense_w[o_b1 + h] + dot(dense_w[h * K2:(h + 1) * K2], a_x[:K2])
                     a_pre[h] = pre
                     hid = pre if pre > zero else zero
                     e = j * H + h
@@ -161,7 +159,7 @@ def _mlp_steps(order, users, items, ratings, start, n_steps, batch_size,
     return total, seen
 
 
-mlp_steps, mlp_steps_parallel = twins(_mlp_steps, **REORDER)
+mlp_steps, mlp_steps_parallel = twins(_mlp_steps)
 
 
 class MLPKernel:
@@ -171,8 +169,6 @@ class MLPKernel:
     W2 (1, h), b2 (1), copied into one flat vector for the kernel and back after every run;
     ``dropout``: (p_in, p_hidden); ``seeds()``: the two dropout layers' seeds, read at ``bind``
     (after the trainer has seeded them)."""
-
-    PARALLEL_FROM = 64  # batch rows from which two threads beat one (a row costs ~1 us)
 
     def __init__(self, P, Q, layers, dropout, seeds, rating_range):
         self.P_array, self.Q_array, self.layers = P, Q, layers
@@ -204,20 +200,24 @@ class MLPKernel:
                         np.zeros((blocks, len(self.dense_w)), np.float32),
                         np.zeros((blocks, 4, max(k2, h)), np.float32),
                         np.zeros(bs, np.float32))
+        self.twins = Twins(mlp_steps, mlp_steps_parallel, settings)
         self.step = 0
 
     def run(self, order, users, items, ratings, start: int, n_steps: int) -> tuple[float, int]:
         s = self.settings
         n_steps = min(n_steps, -(-(len(order) - start) // s.batch_size))
-        fn = mlp_steps_parallel if s.parallel(self.PARALLEL_FROM) else mlp_steps
         self._load()
-        with numba_threads(s.threads):
-            sse, _ = fn(order, users, items, ratings, start, n_steps, s.batch_size,
+
+        def steps(fn, first_row, count):
+            sse, _ = fn(order, users, items, ratings, first_row, count, s.batch_size,
                         self.P.w, self.Q.w, self.P.m, self.P.v, self.Q.m, self.Q.v,
                         self.last_u, self.last_i, self.dense_w, self.dense_m, self.dense_v,
                         self.shape, self.step, self.alphas, self.hyper, self.flags,
                         self.slot_u, self.slot_i, self.work_i, *self.buffers)
-        self.step += n_steps
+            self.step += count
+            return sse
+
+        sse = self.twins.run(steps, start, n_steps)
         self._store()
         return sse, n_steps
 
