@@ -31,7 +31,7 @@ def load(root: Path):
     perm = np.random.RandomState(42).permutation(len(y))
     n_test = int(np.ceil(0.1 * len(y)))
     test, train = perm[:n_test], perm[n_test:]
-    return x[train], y[train], x[test], y[test], users.max() + 1, movies.max() + 1
+    return x[train], y[train], x[test], y[test], int(users.max()) + 1, int(movies.max()) + 1
 
 
 def embedding(n, k):
