@@ -8,6 +8,7 @@ through the bundle, so evaluation sees exactly what recommending and the service
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -80,9 +81,10 @@ def fit_fallback(fold: Fold, preset: Preset) -> BiasBaseline:
 
 
 def fit_model(name: str, fold: Fold, preset: Preset, *, seed: int,
-              progress: StepProgress | None = None, on_epoch=None) -> Fitted:
+              progress: StepProgress | None = None, on_epoch=None, checkpoints=None) -> Fitted:
     """Train one model on ``fold.train`` (``fold.valid`` monitors it; ``on_epoch`` is the
-    trainer's per-epoch callback, for torch models)."""
+    trainer's per-epoch callback, for torch models; ``checkpoints``, a
+    ``training.checkpoint.Checkpoints``, checkpoints a torch model's training and resumes it)."""
     spec = get_spec(name)
     config = preset.model_config(spec)
     data = fold.train
@@ -90,9 +92,12 @@ def fit_model(name: str, fold: Fold, preset: Preset, *, seed: int,
     if spec.capabilities.trained_by == "torch":
         from embedrec.training.trainer import train_model
 
+        if checkpoints is not None:
+            checkpoints.bind(model=name, model_config=dataclasses.asdict(config),
+                             n_valid=0 if fold.valid is None else len(fold.valid))
         module, history = train_model(spec, config, shape, fold.train, preset.train_config(name),
                                       seed=seed, valid=fold.valid, progress=progress,
-                                      on_epoch=on_epoch)
+                                      on_epoch=on_epoch, checkpoints=checkpoints)
         scorer = spec.load_scorer(config, spec.module_arrays(module), shape)
         n_params = int(sum(p.numel() for p in module.parameters()))
         return Fitted(name, config, scorer, history, history.seconds, n_params,
@@ -124,9 +129,10 @@ def bundle_of(fitted: Fitted, fold: Fold, fallback: BiasBaseline,
 
 
 def run_one(name: str, fold: Fold, preset: Preset, *, seed: int, fallback: BiasBaseline,
-            progress: StepProgress | None = None) -> tuple[Fitted, ModelBundle, dict, np.ndarray | None]:
+            progress: StepProgress | None = None, checkpoints=None
+            ) -> tuple[Fitted, ModelBundle, dict, np.ndarray | None]:
     """Fit, bundle, and (when the fold has test rows) score one model."""
-    fitted = fit_model(name, fold, preset, seed=seed, progress=progress)
+    fitted = fit_model(name, fold, preset, seed=seed, progress=progress, checkpoints=checkpoints)
     bundle = bundle_of(fitted, fold, fallback)
     metrics, pred = ({}, None) if fold.test is None else score_bundle(
         bundle, fold.test, preset.evaluation, device=topn_device(preset.train.device))
@@ -134,10 +140,12 @@ def run_one(name: str, fold: Fold, preset: Preset, *, seed: int, fallback: BiasB
 
 
 def train_bundle(data: Ratings, name: str, preset: Preset, *, seed: int = 0,
-                 split: str | None = None, progress: StepProgress | None = None) -> ModelBundle:
+                 split: str | None = None, progress: StepProgress | None = None,
+                 checkpoints=None) -> ModelBundle:
     """Train ``name`` on all rows (``split=None``) or on the train part of a named split.
 
     With a split, the test part is scored once and its metrics go into the manifest.
+    ``checkpoints`` (``training.checkpoint.Checkpoints``): checkpoint every epoch, resume.
     """
     get_spec(name)  # an unknown name fails before any work
     rows, test_rows = np.arange(len(data)), None
@@ -146,8 +154,11 @@ def train_bundle(data: Ratings, name: str, preset: Preset, *, seed: int = 0,
         rows, test_rows = sp.train, sp.test
     fold = make_fold(data, rows, test_rows, valid_fraction=preset.split.valid_fraction, seed=seed)
     fallback = fit_fallback(fold, preset)
+    if checkpoints is not None:
+        checkpoints.bind(dataset=data.name, dataset_md5=data.source.get("md5"),
+                         n_ratings=len(data), split=split)
     fitted, bundle, metrics, _ = run_one(name, fold, preset, seed=seed, fallback=fallback,
-                                         progress=progress)
+                                         progress=progress, checkpoints=checkpoints)
     history = fitted.history
     bundle.manifest |= {
         "dataset": data.name, "dataset_md5": data.source.get("md5"), "split": split,

@@ -40,6 +40,7 @@ IdTypeOpt = Annotated[str, typer.Option(
 DuplicatesOpt = Annotated[str, typer.Option(
     "--duplicates", help="The same (user, item) twice: keep the last, the first, the mean, or "
     "error.")]
+ARGV: list[str] = []  # this invocation's arguments (``embedrec train --nproc`` passes them on)
 RATINGS_SUFFIXES = {".csv", ".tsv", ".txt", ".parquet", ".pq"}
 
 
@@ -51,9 +52,12 @@ def _main(verbose: Annotated[int, typer.Option("--verbose", "-v", count=True,
 
 
 def progress_bar() -> Progress:
+    import os
+
+    rank = os.environ.get("RANK", "0")  # under torchrun only rank 0 shows progress
     return Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
                     TimeElapsedColumn(), TimeRemainingColumn(), console=err, transient=True,
-                    disable=not err.is_terminal)
+                    disable=not err.is_terminal or rank != "0")
 
 
 def load_data(dataset: str, data: Path | None, *, download: bool = True,

@@ -1,0 +1,472 @@
+"""Data-parallel training on PyTorch's own runtime: torchrun, DistributedDataParallel, gloo/NCCL.
+
+A process started by ``torchrun`` (or ``embedrec train --nproc N``, which starts torchrun's
+elastic launcher) finds ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR`` and
+``MASTER_PORT`` in its environment; ``session()`` joins the process group from them and makes
+the context ``active()`` for the trainer. Without those variables nothing here does anything:
+one process trains as it always did.
+
+How a run is split between ranks (see ``docs/scaling.md``):
+
+- **Batches.** ``TrainConfig.batch_size`` is the *global* batch, the rows of one optimizer
+  step summed over ranks; each rank takes ``batch_size / world`` of them. Every rank draws the
+  same seeded permutation of the training rows each epoch and keeps its strided shard
+  ``perm[rank::world]``, so step ``s`` of all ranks together covers exactly the rows of step
+  ``s`` of one process at the same global batch. Each rank's loss is weighted by its share of
+  the step's rows, so DDP's average of the ranks' gradients is the one-process gradient.
+- **Gradients.** ``sync="ddp"`` (the default) wraps the step in ``DistributedDataParallel``;
+  the lazy engine's embedding tables have sparse gradients, which DDP all-reduces as sparse
+  tensors (gloo gathers every rank's rows and values). ``sync="rows"`` instead all-reduces a
+  dense block over the union of the rows the ranks touched (ids gathered first) and leaves the
+  dense layers to a plain all-reduce; both give the same update (``benchmarks/distributed.py``
+  measures both).
+- **Randomness.** Dropout masks and negative samples draw from generators seeded per rank
+  (``rank_seed``); rank 0 uses the one-process seeds.
+- **Decisions.** Validation runs on rank 0 only and its metrics are broadcast; the
+  early-stopping decision is taken on rank 0 and broadcast, so ranks never disagree.
+- **One writer.** Rank 0 alone writes files (``writer_first``, ``writer_only``); the others
+  wait at a barrier on a control group with a long timeout.
+- **Failures.** Collectives run with a short timeout (``EMBEDREC_DIST_TIMEOUT``, 30 s): a rank
+  that dies closes its connections and the others fail at once; a rank that hangs is noticed
+  at the timeout. Either way ``session`` turns the backend's error into ``DistributedError``,
+  one line, and the process exits non-zero.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from embedrec.errors import ConfigError, EmbedrecError
+
+log = logging.getLogger(__name__)
+
+SYNCS = ("ddp", "rows")
+DEFAULT_TIMEOUT_S = 30.0  # collectives during training: a hung rank is noticed this fast
+WAIT_TIMEOUT_S = 4 * 3600.0  # waiting for rank 0 to load data or write files
+_ERROR_WORDS = ("connection", "timed out", "timeout", "gloo", "nccl", "broken pipe", "peer",
+                "socket", "barrier", "closed")
+
+
+class DistributedError(EmbedrecError):
+    """A rank died or stopped answering: the others stop too."""
+
+
+@dataclass(frozen=True)
+class Context:
+    """This process's place in a data-parallel run."""
+
+    rank: int
+    world: int
+    local_rank: int
+    local_world: int
+    backend: str
+    device: torch.device
+    sync: str
+    control: Any  # a gloo group with a long timeout, for barriers around rank 0's work
+
+    @property
+    def is_writer(self) -> bool:
+        return self.rank == 0
+
+
+_active: Context | None = None
+
+
+def active() -> Context | None:
+    """The run's context when this process is one rank of several, else None."""
+    return _active
+
+
+def launched() -> bool:
+    """Whether torchrun (or a launcher like it) started this process as one of several."""
+    return "RANK" in os.environ and int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def rank() -> int:
+    return _active.rank if _active else 0
+
+
+def world() -> int:
+    return _active.world if _active else 1
+
+
+def is_writer() -> bool:
+    return _active is None or _active.is_writer
+
+
+def _timeout(name: str, default: float) -> timedelta:
+    raw = os.environ.get(name)
+    try:
+        seconds = float(raw) if raw else default
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r}: expected seconds") from None
+    return timedelta(seconds=seconds)
+
+
+def _device_for(name: str, local_rank: int) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError("--device cuda: no CUDA device is available here (use cpu or auto)")
+        return torch.device("cuda", local_rank % torch.cuda.device_count())
+    return torch.device(name)
+
+
+def init(device: str = "cpu", sync: str | None = None) -> Context | None:
+    """Join the process group described by the environment (torchrun's variables); None when
+    this process runs alone. gloo on the CPU, NCCL on GPUs."""
+    global _active
+    if not launched():
+        return None
+    if _active is not None:
+        return _active
+    sync = sync or os.environ.get("EMBEDREC_GRAD_SYNC", "ddp")
+    if sync not in SYNCS:
+        raise ConfigError(f"unknown gradient sync {sync!r}; use {' or '.join(SYNCS)}")
+    rank_, world_ = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    local_rank = int(os.environ.get("LOCAL_RANK", rank_))
+    local_world = int(os.environ.get("LOCAL_WORLD_SIZE", world_))
+    dev = _device_for(device, local_rank)
+    backend = "nccl" if dev.type == "cuda" else "gloo"
+    if dev.type == "cuda":
+        torch.cuda.set_device(dev)
+    timeout = _timeout("EMBEDREC_DIST_TIMEOUT", DEFAULT_TIMEOUT_S)
+    try:
+        dist.init_process_group(backend, rank=rank_, world_size=world_, timeout=timeout)
+        control = dist.new_group(backend="gloo",
+                                 timeout=_timeout("EMBEDREC_DIST_WAIT", WAIT_TIMEOUT_S))
+    except (RuntimeError, ValueError) as exc:
+        raise DistributedError(f"rank {rank_} of {world_}: cannot join the process group at "
+                               f"{os.environ.get('MASTER_ADDR')}:{os.environ.get('MASTER_PORT')}"
+                               f" ({_first_line(exc)})") from exc
+    _active = Context(rank_, world_, local_rank, local_world, backend, dev, sync, control)
+    log.info("rank %d of %d (%s on %s), gradients by %s", rank_, world_, backend, dev, sync)
+    return _active
+
+
+def shutdown() -> None:
+    global _active
+    _active = None
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text[:300] or type(exc).__name__
+
+
+def translate(exc: BaseException) -> DistributedError | None:
+    """The backend's error (a rank died, a collective timed out) as one line, or None when
+    ``exc`` is something else."""
+    if isinstance(exc, DistributedError):
+        return exc
+    if not isinstance(exc, (RuntimeError, getattr(dist, "DistError", RuntimeError))):
+        return None
+    text = str(exc).lower()
+    if not any(word in text for word in _ERROR_WORDS):
+        return None
+    who = f"rank {rank()} of {world()}"
+    what = ("timed out waiting for the other ranks" if "timed out" in text or "timeout" in text
+            else "lost contact with the other ranks (one of them died)")
+    return DistributedError(f"{who}: {what}; stopping. Rerun with --resume to continue from the "
+                            f"last checkpoint [{_first_line(exc)[:160]}]")
+
+
+@contextmanager
+def session(device: str = "cpu", sync: str | None = None) -> Iterator[Context | None]:
+    """``init`` for the block, then leave the group; backend errors become DistributedError."""
+    ctx = init(device, sync)
+    failed = False
+    try:
+        yield ctx
+    except BaseException as exc:
+        failed = True
+        mapped = translate(exc) if ctx is not None else None
+        if mapped is not None and mapped is not exc:
+            raise mapped from exc
+        raise
+    finally:
+        if ctx is not None:
+            if failed:  # peers may be gone: leave without a goodbye that could wait on them
+                global _active
+                _active = None
+            else:
+                shutdown()
+
+
+# ---- batches -------------------------------------------------------------------------------
+def per_rank_batch(global_batch: int, world_size: int) -> int:
+    """Rows per step on each rank: the global batch shared by the ranks."""
+    if global_batch % world_size:
+        raise ConfigError(f"batch size {global_batch} is the global batch: it must be a multiple "
+                          f"of the {world_size} ranks (e.g. "
+                          f"{global_batch - global_batch % world_size or world_size})")
+    return global_batch // world_size
+
+
+class EpochPlan:
+    """Which rows each step of an epoch takes on this rank, and its loss weight.
+
+    ``batch_size`` is the global batch. Alone: steps of ``batch_size`` rows of the permutation,
+    weight 1. As rank r of W: the shard ``perm[r::W]`` in steps of ``batch_size / W`` rows; a
+    step's weight is this rank's share of the step's rows times W (1 except in the last, short
+    step), so the average of the ranks' gradients is the gradient of the whole step. A rank
+    left without rows in the last step runs one row at weight 0, so that every rank takes part
+    in every step's all-reduce.
+    """
+
+    def __init__(self, n: int, batch_size: int, ctx: Context | None = None):
+        self.n, self.global_batch = n, batch_size
+        self.rank, self.world = (ctx.rank, ctx.world) if ctx else (0, 1)
+        self.batch = per_rank_batch(batch_size, self.world)
+        self.steps = math.ceil(n / batch_size)
+
+    def shard(self, perm: torch.Tensor) -> torch.Tensor:
+        return perm if self.world == 1 else perm[self.rank::self.world]
+
+    def rows(self, shard: torch.Tensor, step: int) -> tuple[torch.Tensor, float]:
+        idx = shard[step * self.batch:(step + 1) * self.batch]
+        if self.world == 1:
+            return idx, 1.0
+        in_step = min(self.global_batch, self.n - step * self.global_batch)
+        if len(idx) == 0:
+            return shard[:1], 0.0
+        return idx, len(idx) * self.world / in_step
+
+    def sum(self, values: list[float]) -> list[float]:
+        """``values`` summed over ranks (one all-reduce); alone, as given."""
+        return all_sum(values)
+
+
+def all_sum(values: list[float]) -> list[float]:
+    if _active is None:
+        return list(values)
+    t = torch.tensor(values, dtype=torch.float64)
+    dist.all_reduce(t, group=_active.control)
+    return t.tolist()
+
+
+def rank_seed(seed: int) -> int:
+    """A seed of this rank's own: ``seed`` on rank 0 (and alone), distinct on every other."""
+    return seed + rank() * 1_000_003
+
+
+def threads_per_rank(threads: int) -> int:
+    """torch threads for this rank: the run's threads shared by the ranks on this machine."""
+    return max(1, threads // _active.local_world) if _active else threads
+
+
+# ---- decisions, barriers, one writer -------------------------------------------------------
+def from_writer(compute: Callable[[], Any]) -> Any:
+    """``compute()`` on rank 0, its (picklable) result broadcast to every rank."""
+    if _active is None:
+        return compute()
+    box = [compute() if _active.is_writer else None]
+    dist.broadcast_object_list(box, src=0, group=_active.control)
+    return box[0]
+
+
+def agree(decision: bool) -> bool:
+    """Rank 0's ``decision``, the same on every rank."""
+    return bool(from_writer(lambda: bool(decision)))
+
+
+def barrier() -> None:
+    if _active is not None:
+        dist.barrier(group=_active.control)
+
+
+def writer_only(write: Callable[[], Any], what: str = "files") -> Any:
+    """Run ``write`` on rank 0 while the other ranks wait; a failure on rank 0 stops every rank
+    with its message. Returns ``write()``'s result on rank 0, None elsewhere."""
+    if _active is None:
+        return write()
+    result, error = None, None
+    if _active.is_writer:
+        try:
+            result = write()
+        except Exception as exc:  # noqa: BLE001 - passed on to the other ranks, then re-raised
+            error = exc
+    box = [None if error is None else _first_line(error)]
+    dist.broadcast_object_list(box, src=0, group=_active.control)
+    if error is not None:
+        raise error
+    if box[0] is not None:
+        raise DistributedError(f"rank {_active.rank}: rank 0 failed writing {what}: {box[0]}")
+    return result
+
+
+def writer_first(work: Callable[[], Any], what: str = "data") -> Any:
+    """Run ``work`` on rank 0 first (downloads, caches), then on the other ranks (which then
+    read what rank 0 wrote); returns ``work()``'s result on every rank."""
+    if _active is None:
+        return work()
+    result = writer_only(work, what) if _active.is_writer else None
+    if not _active.is_writer:
+        writer_only(lambda: None, what)  # the matching broadcast: wait for rank 0
+        result = work()
+    return result
+
+
+# ---- gradient synchronisation --------------------------------------------------------------
+class _Step(nn.Module):
+    """The objective as a module: one forward per backward, whatever the loss calls inside
+    (a ranking loss scores positives and negatives), which is what DDP expects."""
+
+    def __init__(self, model: nn.Module, objective):
+        super().__init__()
+        self.model, self.objective = model, objective
+
+    def forward(self, batch: dict) -> torch.Tensor:
+        return self.objective(self.model, batch)
+
+
+def make_step(model: nn.Module, objective, ctx: Context | None = None) -> Callable:
+    """``batch -> loss``, with the gradients of ``loss.backward()`` averaged over the ranks.
+
+    Alone: ``objective(model, batch)``. ``sync="ddp"``: DistributedDataParallel (the lazy
+    engine's sparse table gradients become sparse all-reduces). ``sync="rows"``: hooks that
+    all-reduce each gradient as soon as autograd has accumulated it, sparse ones over the union
+    of the rows the ranks touched.
+    """
+    if ctx is None:
+        return lambda batch: objective(model, batch)
+    step = _Step(model, objective)
+    if ctx.sync == "rows":
+        RowSync(model, ctx).attach()
+        return step
+    tables = {id(p) for p in getattr(model, "parameter_groups", lambda: ([], []))()[0]}
+    for module in model.modules():  # DDP gives tables with sparse gradients their own buckets
+        if isinstance(module, nn.Embedding) and id(module.weight) in tables:
+            module.sparse = bool(getattr(model, "sparse_rows", False))
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    return DDP(step, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None,
+               forward_sync_buffers=False)
+
+
+def unwrap(model: nn.Module) -> None:
+    """Undo ``make_step``'s changes to ``model`` (its tables' ``sparse`` flags, row hooks)."""
+    for module in model.modules():
+        if isinstance(module, nn.Embedding):
+            module.sparse = False
+    for handle in getattr(model, "_row_sync_handles", []):
+        handle.remove()
+    if hasattr(model, "_row_sync_handles"):
+        del model._row_sync_handles
+
+
+class RowSync:
+    """All-reduce of gradients in post-accumulate hooks: sparse ones over touched rows.
+
+    For a sparse gradient with rows ``r`` (sorted, unique) and values ``v``: gather every
+    rank's row count, then its rows (padded to the longest), take the union ``U``; scatter
+    ``v`` into a dense ``|U| x d`` block, all-reduce it and divide by the world size. The
+    result is a coalesced sparse gradient over ``U``: lazy Adam then updates exactly the rows
+    that one process at the same global batch would. ``seconds`` adds up the time spent in
+    collectives (this rank's communication cost, waiting included).
+    """
+
+    def __init__(self, model: nn.Module, ctx: Context):
+        self.model, self.ctx, self.seconds, self.calls = model, ctx, 0.0, 0
+
+    def attach(self) -> None:
+        handles = [p.register_post_accumulate_grad_hook(self._hook)
+                   for p in self.model.parameters() if p.requires_grad]
+        self.model._row_sync_handles = handles
+        self.model._row_sync = self
+
+    @torch.no_grad()
+    def _hook(self, p: torch.Tensor) -> None:
+        t0 = time.perf_counter()
+        p.grad = sync_rows(p.grad, self.ctx.world) if p.grad.is_sparse else _mean(p.grad, self.ctx)
+        self.seconds += time.perf_counter() - t0
+        self.calls += 1
+
+
+def _mean(grad: torch.Tensor, ctx: Context) -> torch.Tensor:
+    dist.all_reduce(grad)
+    return grad.div_(ctx.world)
+
+
+def sync_rows(grad: torch.Tensor, world_size: int) -> torch.Tensor:
+    """The mean over ranks of sparse row gradients, as a coalesced sparse tensor over the union
+    of their rows (collective: every rank calls it, in the same order)."""
+    grad = grad.coalesce()
+    rows, values = grad.indices()[0], grad.values()
+    counts = torch.zeros(world_size, dtype=torch.long, device=rows.device)
+    dist.all_gather_into_tensor(counts, torch.tensor([len(rows)], device=rows.device))
+    longest = int(counts.max())
+    padded = torch.full((longest,), -1, dtype=torch.long, device=rows.device)
+    padded[:len(rows)] = rows
+    gathered = torch.empty(world_size * longest, dtype=torch.long, device=rows.device)
+    dist.all_gather_into_tensor(gathered, padded)
+    union = torch.unique(gathered[gathered >= 0], sorted=True)
+    block = torch.zeros((len(union),) + tuple(values.shape[1:]), dtype=values.dtype,
+                        device=values.device)
+    block.index_copy_(0, torch.searchsorted(union, rows), values)
+    dist.all_reduce(block)
+    block.div_(world_size)
+    return torch.sparse_coo_tensor(union.unsqueeze(0), block, grad.shape, is_coalesced=True,
+                                   check_invariants=False)
+
+
+# ---- launching -----------------------------------------------------------------------------
+def launch(nproc: int, args: list[str], *, max_restarts: int = 0) -> int:
+    """Run ``python -m embedrec ARGS`` as ``nproc`` ranks on this machine under torchrun's
+    elastic launcher (a c10d rendezvous on a free local port, as ``torchrun --standalone``).
+
+    Returns 0 when every rank succeeded. When one fails the launcher stops the others, and this
+    raises DistributedError naming the rank and how it ended."""
+    import sys
+    import uuid
+
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+    logging.getLogger("torch.distributed.elastic").setLevel(logging.ERROR)
+    config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=nproc,
+                          run_id=str(uuid.uuid4()), rdzv_backend="c10d",
+                          rdzv_endpoint="127.0.0.1:0", max_restarts=max_restarts,
+                          monitor_interval=0.1, start_method="spawn")
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # torch threads are set per rank anyway
+    try:
+        elastic_launch(config, sys.executable)("-m", "embedrec", *args)
+    except ChildFailedError as exc:
+        failures = sorted(exc.failures.items())
+        first_rank, failure = failures[0]
+        how = (f"signal {failure.signal_name()}" if failure.exitcode < 0
+               else f"exit code {failure.exitcode}")
+        raise DistributedError(
+            f"rank {first_rank} of {nproc} failed ({how}); "
+            f"{'the other ranks stopped' if nproc > 1 else 'stopped'}"
+            f"{'' if len(failures) == 1 else f' ({len(failures)} ranks failed)'}; rerun with "
+            f"--resume to continue from the last checkpoint") from None
+    return 0
+
+
+def without_option(args: list[str], name: str) -> list[str]:
+    """``args`` without ``name VALUE`` / ``name=VALUE``."""
+    out, skip = [], False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg == name:
+            skip = True
+        elif not arg.startswith(name + "="):
+            out.append(arg)
+    return out
