@@ -65,10 +65,10 @@ class Checkpoints:
 
     def bind(self, **more) -> None:
         """Add what the trainer knows about the run to its key. Of the training settings,
-        threads and device may change between a run and its resumption."""
+        threads, device and the number of epochs may change between a run and its resumption."""
         if isinstance(more.get("config"), dict):
             more["config"] = {k: v for k, v in more["config"].items()
-                              if k not in ("threads", "device")}
+                              if k not in ("threads", "device", "epochs")}
         self.key = {**self.key, **{k: _plain(v) for k, v in more.items()}}
 
     # ---- writing ----------------------------------------------------------------------------
