@@ -229,20 +229,31 @@ class EpochPlan:
     in every step's all-reduce.
     """
 
-    def __init__(self, n: int, batch_size: int, ctx: Context | None = None):
+    def __init__(self, n: int, batch_size: int, ctx: Context | None = None, *,
+                 sharded: bool = False):
+        """``n`` rows on every rank (the same rows), or, ``sharded``, this rank's own ``n``
+        rows (a collective: the ranks share their row counts)."""
         self.n, self.global_batch = n, batch_size
         self.rank, self.world = (ctx.rank, ctx.world) if ctx else (0, 1)
         self.batch = per_rank_batch(batch_size, self.world)
-        self.steps = math.ceil(n / batch_size)
+        self.sizes = [int(x) for x in gather(n)] if sharded and self.world > 1 else None
+        self.n_global = sum(self.sizes) if self.sizes else n  # rows of an epoch, all ranks
+        self.steps = (math.ceil(max(self.sizes) / self.batch) if self.sizes
+                      else math.ceil(n / batch_size))
 
     def shard(self, perm: torch.Tensor) -> torch.Tensor:
-        return perm if self.world == 1 else perm[self.rank::self.world]
+        """This rank's part of an epoch's permutation (of its own rows, when sharded)."""
+        return perm if self.world == 1 or self.sizes else perm[self.rank::self.world]
 
     def rows(self, shard: torch.Tensor, step: int) -> tuple[torch.Tensor, float]:
         idx = shard[step * self.batch:(step + 1) * self.batch]
         if self.world == 1:
             return idx, 1.0
-        in_step = min(self.global_batch, self.n - step * self.global_batch)
+        if self.sizes:
+            lo = step * self.batch
+            in_step = sum(min(max(size - lo, 0), self.batch) for size in self.sizes)
+        else:
+            in_step = min(self.global_batch, self.n - step * self.global_batch)
         if len(idx) == 0:
             return shard[:1], 0.0
         return idx, len(idx) * self.world / in_step
@@ -250,6 +261,15 @@ class EpochPlan:
     def sum(self, values: list[float]) -> list[float]:
         """``values`` summed over ranks (one all-reduce); alone, as given."""
         return all_sum(values)
+
+
+def gather(value: Any) -> list:
+    """Every rank's (picklable) ``value``, in rank order; alone, ``[value]``."""
+    if _active is None:
+        return [value]
+    out: list = [None] * _active.world
+    dist.all_gather_object(out, value, group=_active.control)
+    return out
 
 
 def all_sum(values: list[float]) -> list[float]:

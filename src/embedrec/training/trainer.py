@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import torch
 
 from embedrec.data.dataset import Ratings
+from embedrec.data.shards import is_shard
 from embedrec.errors import ConfigError, TrainingError
 from embedrec.models.init import initialise
 from embedrec.models.spec import ModelSpec, Shape
@@ -139,7 +140,7 @@ def fit(model, train: Ratings, config: TrainConfig, *, seed: int, shape: Shape |
                 module.reseed(distributed.rank_seed(seed * 1000 + i))
         n = len(rows)
         # -- distributed: this rank's shard of each step; DDP around the objective --
-        plan = distributed.EpochPlan(n, config.batch_size, ctx)
+        plan = distributed.EpochPlan(n, config.batch_size, ctx, sharded=is_shard(train))
         step = distributed.make_step(model, objective, ctx)
         steps_per_epoch = plan.steps
         total_steps = steps_per_epoch * config.epochs
@@ -180,7 +181,7 @@ def fit(model, train: Ratings, config: TrainConfig, *, seed: int, shape: Shape |
                     if progress and (s % 200 == 0 or s == steps_per_epoch - 1):
                         progress(history.steps, total_steps)
                 (total,) = plan.sum([total])  # -- distributed: every rank's rows --
-                record = {"epoch": epoch, f"train_{objective.name}": total / n}
+                record = {"epoch": epoch, f"train_{objective.name}": total / plan.n_global}
                 record |= distributed.from_writer(  # -- distributed: rank 0 validates --
                     lambda: {k: None for k in objective.metrics} if valid_batch is None
                     else objective.validate(model, valid_batch))
