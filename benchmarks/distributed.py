@@ -10,7 +10,9 @@ Every configuration runs in fresh processes under torchrun's launcher
 (`python -m torch.distributed.run --standalone --nproc-per-node N`), on every training row
 (no split), preset `large` (global batch 4,096, lazy Adam), `--epochs` epochs of which the
 first is a warm-up. Per configuration:
-- ratings/s: training rows / median seconds of the timed epochs (all ranks together);
+- ratings/s: training rows / median seconds of the timed epochs (all ranks together); one
+  process runs with the preset's 2 torch threads and, as a second baseline, with 1 (each of 2
+  ranks has 1 thread);
 - scaling efficiency: ratings/s with N processes / (N x ratings/s with 1);
 - peak RSS of every rank (getrusage), with the whole CSV-cached set in memory, and with each
   rank reading only its Parquet row groups;
@@ -89,12 +91,14 @@ def worker(args) -> None:
     spec = registry.get(args.model)
     preset = get_preset("large")
     config = preset.model_config(spec)
-    tc = preset.train_config(args.model).__class__(
-        **(preset.train_config(args.model).to_dict() | {"epochs": args.epochs, "patience": None}))
+    base = preset.train_config(args.model).to_dict()
+    tc = type(preset.train_config(args.model))(
+        **(base | {"epochs": args.epochs, "patience": None, "threads": args.threads or base["threads"]}))
     shape = Shape(data.n_users, data.n_items, data.scale)
     model, history = train_model(spec, config, shape, data, tc, seed=0)
     seconds = [e["seconds"] for e in history.epochs]
-    n_global = distributed.all_sum([float(len(data))])[0]
+    # every rank holds all rows (CSV), or its own (Parquet shards): rows of one epoch
+    n_global = distributed.all_sum([float(len(data))])[0] if args.parquet else len(data)
     record = {"rank": distributed.rank(), "world": distributed.world(), "sync": args.sync,
               "parquet": args.parquet, "rows_this_rank": len(data), "rows": int(n_global),
               "load_s": load_s, "epoch_s": seconds,
@@ -172,12 +176,14 @@ def communication(model, data, tc, ctx, repeats: int = 50) -> dict:
 
 
 # ---- the driver ------------------------------------------------------------------------------
-def run(nproc: int, data: Path, args, *, sync: str = "ddp", parquet: bool = False) -> list[dict]:
-    report = OUT / f"dist-{nproc}-{sync}-{'parquet' if parquet else 'csv'}.json"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes", "1",
+def run(nproc: int, data: Path, args, *, sync: str = "ddp", parquet: bool = False,
+        threads: int = 0) -> list[dict]:
+    report = OUT / f"dist-{nproc}-{sync}-{'parquet' if parquet else 'csv'}-t{threads}.json"
+    cmd = ([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes", "1",
            "--nproc-per-node", str(nproc), "--max-restarts", "0", __file__, "--worker",
            "--data", str(data), "--report", str(report), "--epochs", str(args.epochs),
-           "--model", args.model, "--sync", sync] + (["--parquet"] if parquet else [])
+           "--model", args.model, "--sync", sync, "--threads", str(threads)]
+           + (["--parquet"] if parquet else []))
     print(f"{nproc} process(es), {sync}{', parquet shards' if parquet else ''} ...", flush=True)
     t0 = time.perf_counter()
     subprocess.run(cmd, check=True, timeout=3600, env=os.environ | {"OMP_NUM_THREADS": "1"})
@@ -197,6 +203,7 @@ def main() -> None:
     parser.add_argument("--parquet", action="store_true")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--model", default="biased")
+    parser.add_argument("--threads", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         worker(args)
@@ -209,6 +216,8 @@ def main() -> None:
                "model": args.model, "preset": "large", "epochs": args.epochs, "runs": []}
     one = run(1, csv, args)
     results["runs"].append({"nproc": 1, "sync": "none", "data": "csv", "ranks": one})
+    results["runs"].append({"nproc": 1, "sync": "none", "data": "csv, 1 thread",
+                            "ranks": run(1, csv, args, threads=1)})
     for sync in ("ddp", "rows"):
         two = run(2, csv, args, sync=sync)
         results["runs"].append({"nproc": 2, "sync": sync, "data": "csv", "ranks": two})
@@ -225,7 +234,7 @@ def main() -> None:
         rss = ", ".join(f"{x['peak_rss_mb']:.0f}" for x in r["ranks"])
         print(f"| {r['nproc']} | {r['sync']} | {r['data']} | {rate:,.0f} | "
               f"{r['scaling_efficiency']:.2f} | {rss} |")
-    comm = results["runs"][1]["ranks"][0].get("comm")
+    comm = results["runs"][2]["ranks"][0].get("comm")
     if comm:
         print(f"\ncommunication per step (2 ranks, per-rank batch {comm['per_rank_batch']}): "
               f"DDP sparse {comm['ddp_sparse_ms']:.2f} ms ({comm['ddp_sparse_bytes_sent']:,.0f} B"
