@@ -115,3 +115,21 @@ def test_cuda_training_matches_cpu(tiny, tmp_path):
               for device in ("cpu", "cuda")]
     for a, b in zip(*(m.parameters() for m in models)):
         assert torch.allclose(a, b, atol=1e-4)
+
+
+def test_sharded_plan_gives_every_rank_the_same_steps(monkeypatch):
+    """Ranks holding 10 and 7 rows of their own (Parquet shards), global batch 8: 3 steps each;
+    weights make every step's average the gradient over the step's rows."""
+    monkeypatch.setattr(distributed, "gather", lambda n: [10, 7])
+
+    class Rank:
+        def __init__(self, r):
+            self.rank, self.world = r, 2
+
+    plans = [distributed.EpochPlan(n, 8, Rank(r), sharded=True) for r, n in ((0, 10), (1, 7))]
+    assert [p.steps for p in plans] == [3, 3] and plans[0].n_global == 17
+    local = [torch.arange(10), torch.arange(7)]
+    steps = [[p.rows(p.shard(x), s) for s in range(3)] for p, x in zip(plans, local)]
+    assert [len(i) for i, _ in steps[0]] == [4, 4, 2] and [len(i) for i, _ in steps[1]] == [4, 3, 1]
+    assert steps[1][2][1] == 0.0  # rank 1 has no row left: one row at weight 0
+    assert [w for _, w in steps[0]] == [1.0, 8 / 7, 2.0] and [w for _, w in steps[1]][:2] == [1.0, 6 / 7]

@@ -19,7 +19,7 @@ How a run is split between ranks (see ``docs/scaling.md``):
   tensors (gloo gathers every rank's rows and values). ``sync="rows"`` instead all-reduces a
   dense block over the union of the rows the ranks touched (ids gathered first) and leaves the
   dense layers to a plain all-reduce; both give the same update (``benchmarks/distributed.py``
-  measures both).
+  measures both). NCCL has no sparse all-reduce, so on GPUs ``rows`` is the default.
 - **Randomness.** Dropout masks and negative samples draw from generators seeded per rank
   (``rank_seed``); rank 0 uses the one-process seeds.
 - **Decisions.** Validation runs on rank 0 only and its metrics are broadcast; the
@@ -133,14 +133,15 @@ def init(device: str = "cpu", sync: str | None = None) -> Context | None:
         return None
     if _active is not None:
         return _active
-    sync = sync or os.environ.get("EMBEDREC_GRAD_SYNC", "ddp")
-    if sync not in SYNCS:
-        raise ConfigError(f"unknown gradient sync {sync!r}; use {' or '.join(SYNCS)}")
     rank_, world_ = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     local_rank = int(os.environ.get("LOCAL_RANK", rank_))
     local_world = int(os.environ.get("LOCAL_WORLD_SIZE", world_))
     dev = _device_for(device, local_rank)
     backend = "nccl" if dev.type == "cuda" else "gloo"
+    # NCCL has no sparse all-reduce: on GPUs the touched rows are all-reduced as dense blocks
+    sync = sync or os.environ.get("EMBEDREC_GRAD_SYNC") or ("rows" if backend == "nccl" else "ddp")
+    if sync not in SYNCS:
+        raise ConfigError(f"unknown gradient sync {sync!r}; use {' or '.join(SYNCS)}")
     if dev.type == "cuda":
         torch.cuda.set_device(dev)
     timeout = _timeout("EMBEDREC_DIST_TIMEOUT", DEFAULT_TIMEOUT_S)
