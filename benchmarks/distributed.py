@@ -18,7 +18,8 @@ first is a warm-up. Per configuration:
   rank reading only its Parquet row groups;
 - communication per step, on 2 ranks: one step's real gradients (per-rank batch 2,048)
   all-reduced as DDP does it (gloo sparse all-reduce of the embedding tables, dense all-reduce
-  of the rest) and by the row all-reduce (union of touched rows, one dense block per table):
+  of the rest) and by the row all-reduce (`sync="rows"`: ids gathered, one dense all-reduce
+  over the union of touched rows, three collectives for all tables):
   median milliseconds of 50, and the bytes each rank sends.
 Results go to benchmarks/results/distributed.json. Both processes share the machine's cores.
 """
@@ -119,7 +120,7 @@ def communication(model, data, tc, ctx, repeats: int = 50) -> dict:
     import torch.distributed as dist
 
     from embedrec.training.batches import RowTensors
-    from embedrec.training.distributed import per_rank_batch, sync_rows
+    from embedrec.training.distributed import allreduce_rows, per_rank_batch, sync_rows
     from embedrec.training.losses import MSE
 
     model.train()
@@ -150,19 +151,17 @@ def communication(model, data, tc, ctx, repeats: int = 50) -> dict:
             flat = torch.cat([x.reshape(-1) for x in dense])
             dist.all_reduce(flat)
 
-    def rows_way():
-        for x in sparse:
-            sync_rows(x, ctx.world)
-        if dense:
-            flat = torch.cat([x.reshape(-1) for x in dense])
-            dist.all_reduce(flat)
+    def rows_way():  # what sync="rows" does at the end of every backward: 3 collectives
+        allreduce_rows(sparse, dense, ctx.world)
 
     nnz = [int(x.indices().shape[1]) for x in sparse]
     width = [int(np.prod(x.values().shape[1:])) for x in sparse]
     dense_n = sum(x.numel() for x in dense)
     # bytes this rank sends (payload only): gloo's sparse all-reduce gathers indices (8 B) and
     # values (4 B each) of every rank; the row all-reduce gathers row ids, then all-reduces a
-    # dense block over the union (ring: about 2 x (W-1)/W of the block)
+    # dense block over the union (ring: about 2 x (W-1)/W of the block). Tables that share
+    # rows (a user's factors and bias) share their ids in the row all-reduce: counted per
+    # table here, an upper bound
     union = [len(sync_rows(x, ctx.world).coalesce().indices()[0]) for x in sparse]
     w = ctx.world
     ddp_bytes = sum(n * (8 + 4 * d) for n, d in zip(nnz, width)) * (w - 1) + 8 * dense_n

@@ -24,7 +24,7 @@ from embedrec.data.synth import SynthConfig, write_synthetic
 
 HARD_TIMEOUT = 120  # seconds, any one process
 TRAIN = ["train", "--model", "biased", "--split", "random", "--epochs", "3",
-         "--batch-size", "32", "--seed", "4"]
+         "--batch-size", "64", "--seed", "4"]
 
 AUDIT = textwrap.dedent("""
     import atexit, json, os, sys
@@ -57,7 +57,7 @@ AUDIT = textwrap.dedent("""
 def runs(tmp_path_factory):
     """Tiny synthetic data, a one-process run and an uninterrupted 2-rank run of it."""
     root = tmp_path_factory.mktemp("ddp")
-    data = write_synthetic(SynthConfig(n_users=150, n_items=300, n_ratings=6000, seed=1),
+    data = write_synthetic(SynthConfig(n_users=150, n_items=300, n_ratings=5000, seed=1),
                            root / "data")
     shim, logs = root / "shim", root / "logs"
     shim.mkdir()
@@ -127,7 +127,7 @@ def test_killed_rank_stops_the_other_and_resume_finishes(runs):
         while not (ck / "checkpoint.pt").exists():  # epoch 1 done: kill rank 1 in epoch 2
             assert time.monotonic() < deadline and ranks[0].poll() is None, ranks[0].stderr.read()
             time.sleep(0.02)
-        time.sleep(0.2)
+        time.sleep(0.1)
         ranks[1].send_signal(signal.SIGKILL)
         killed = time.monotonic()
         _, err = ranks[0].communicate(timeout=60)

@@ -360,9 +360,9 @@ def make_step(model: nn.Module, objective, ctx: Context | None = None) -> Callab
     """``batch -> loss``, with the gradients of ``loss.backward()`` averaged over the ranks.
 
     Alone: ``objective(model, batch)``. ``sync="ddp"``: DistributedDataParallel (the lazy
-    engine's sparse table gradients become sparse all-reduces). ``sync="rows"``: hooks that
-    all-reduce each gradient as soon as autograd has accumulated it, sparse ones over the union
-    of the rows the ranks touched.
+    engine's sparse table gradients become sparse all-reduces). ``sync="rows"``: at the end of
+    every backward, one fused all-reduce of all gradients, sparse ones over the union of the
+    rows the ranks touched (``RowSync``).
     """
     if ctx is None:
         return lambda batch: objective(model, batch)
@@ -392,58 +392,115 @@ def unwrap(model: nn.Module) -> None:
 
 
 class RowSync:
-    """All-reduce of gradients in post-accumulate hooks: sparse ones over touched rows.
+    """All-reduce of every gradient once backward has finished, in three collectives a step.
 
-    For a sparse gradient with rows ``r`` (sorted, unique) and values ``v``: gather every
-    rank's row count, then its rows (padded to the longest), take the union ``U``; scatter
-    ``v`` into a dense ``|U| x d`` block, all-reduce it and divide by the world size. The
-    result is a coalesced sparse gradient over ``U``: lazy Adam then updates exactly the rows
-    that one process at the same global batch would. ``seconds`` adds up the time spent in
-    collectives (this rank's communication cost, waiting included).
+    Sparse gradients (rows ``r``, values ``v``) are grouped by their rows (a user's factor and
+    bias tables touch the same rows). One all-gather shares every group's row count, a second
+    the rows themselves (padded to the longest); each group's union ``U`` of the ranks' rows is
+    then the same on every rank. The groups' values, scattered into dense ``|U| x width``
+    blocks, and the dense gradients go into one flat all-reduce, and are divided by the world
+    size. Each table gets a coalesced sparse gradient over ``U``: lazy Adam updates exactly the
+    rows that one process at the same global batch would. ``seconds`` adds up this rank's time
+    in it (communication, waiting included); ``steps`` counts the steps.
     """
 
     def __init__(self, model: nn.Module, ctx: Context):
-        self.model, self.ctx, self.seconds, self.calls = model, ctx, 0.0, 0
+        self.model, self.ctx, self.seconds, self.steps = model, ctx, 0.0, 0
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self._queued = False
 
     def attach(self) -> None:
-        handles = [p.register_post_accumulate_grad_hook(self._hook)
-                   for p in self.model.parameters() if p.requires_grad]
-        self.model._row_sync_handles = handles
+        self.model._row_sync_handles = [p.register_post_accumulate_grad_hook(self._ready)
+                                        for p in self.params]
         self.model._row_sync = self
 
+    def _ready(self, p: torch.Tensor) -> None:
+        if not self._queued:  # the first gradient of this backward: sync them all at its end
+            self._queued = True
+            torch.autograd.Variable._execution_engine.queue_callback(self._sync)
+
     @torch.no_grad()
-    def _hook(self, p: torch.Tensor) -> None:
+    def _sync(self) -> None:
+        self._queued = False
         t0 = time.perf_counter()
-        p.grad = sync_rows(p.grad, self.ctx.world) if p.grad.is_sparse else _mean(p.grad, self.ctx)
+        with_grad = [p for p in self.params if p.grad is not None]
+        sparse = [p for p in with_grad if p.grad.is_sparse]
+        dense = [p for p in with_grad if not p.grad.is_sparse]
+        out_sparse, out_dense = allreduce_rows([p.grad for p in sparse],
+                                               [p.grad for p in dense], self.ctx.world)
+        for p, g in zip(sparse, out_sparse):
+            p.grad = g
+        for p, g in zip(dense, out_dense):
+            p.grad.copy_(g)
         self.seconds += time.perf_counter() - t0
-        self.calls += 1
+        self.steps += 1
 
 
-def _mean(grad: torch.Tensor, ctx: Context) -> torch.Tensor:
-    dist.all_reduce(grad)
-    return grad.div_(ctx.world)
+def allreduce_rows(sparse: list[torch.Tensor], dense: list[torch.Tensor], world_size: int
+                   ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """The mean over ranks of sparse row gradients (as coalesced sparse tensors over the union
+    of the ranks' rows) and of dense gradients: a collective, in three calls (see RowSync)."""
+    sparse = [g.coalesce() for g in sparse]
+    groups: list[tuple[torch.Tensor, list[int]]] = []  # (rows, positions in ``sparse``)
+    for i, g in enumerate(sparse):
+        rows = g.indices()[0]
+        for known, members in groups:
+            if len(known) == len(rows) and torch.equal(known, rows):
+                members.append(i)
+                break
+        else:
+            groups.append((rows, [i]))
+    device = sparse[0].device if sparse else (dense[0].device if dense else torch.device("cpu"))
+    counts = torch.zeros(world_size * len(groups), dtype=torch.long, device=device)
+    unions: list[torch.Tensor] = []
+    if groups:
+        local = torch.tensor([len(rows) for rows, _ in groups], device=device)
+        dist.all_gather_into_tensor(counts, local)
+        longest = counts.view(world_size, len(groups)).max(0).values.tolist()
+        padded = torch.full((sum(longest),), -1, dtype=torch.long, device=device)
+        offsets = [0]
+        for (rows, _), n in zip(groups, longest):
+            padded[offsets[-1]:offsets[-1] + len(rows)] = rows
+            offsets.append(offsets[-1] + n)
+        gathered = torch.empty(world_size * len(padded), dtype=torch.long, device=device)
+        dist.all_gather_into_tensor(gathered, padded)
+        gathered = gathered.view(world_size, -1)
+        for k in range(len(groups)):
+            ids = gathered[:, offsets[k]:offsets[k + 1]].reshape(-1)
+            unions.append(torch.unique(ids[ids >= 0], sorted=True))
+    blocks = []
+    for (rows, members), union in zip(groups, unions):
+        values = torch.cat([sparse[i].values().reshape(len(rows), -1) for i in members], 1)
+        block = torch.zeros((len(union), values.shape[1]), dtype=values.dtype, device=device)
+        block.index_copy_(0, torch.searchsorted(union, rows), values)
+        blocks.append(block)
+    flat = torch.cat([b.reshape(-1) for b in blocks] + [d.reshape(-1) for d in dense]) \
+        if blocks or dense else None
+    if flat is not None and len(flat):
+        dist.all_reduce(flat)
+        flat.div_(world_size)
+    out_sparse: list = [None] * len(sparse)
+    at = 0
+    for (rows, members), union, block in zip(groups, unions, blocks):
+        block = flat[at:at + block.numel()].view(block.shape)
+        at += block.numel()
+        col = 0
+        for i in members:
+            width = math.prod(sparse[i].shape[1:])
+            values = block[:, col:col + width].reshape((len(union),) + tuple(sparse[i].shape[1:]))
+            col += width
+            out_sparse[i] = torch.sparse_coo_tensor(union.unsqueeze(0), values, sparse[i].shape,
+                                                    is_coalesced=True, check_invariants=False)
+    out_dense = []
+    for d in dense:
+        out_dense.append(flat[at:at + d.numel()].view(d.shape))
+        at += d.numel()
+    return out_sparse, out_dense
 
 
 def sync_rows(grad: torch.Tensor, world_size: int) -> torch.Tensor:
-    """The mean over ranks of sparse row gradients, as a coalesced sparse tensor over the union
-    of their rows (collective: every rank calls it, in the same order)."""
-    grad = grad.coalesce()
-    rows, values = grad.indices()[0], grad.values()
-    counts = torch.zeros(world_size, dtype=torch.long, device=rows.device)
-    dist.all_gather_into_tensor(counts, torch.tensor([len(rows)], device=rows.device))
-    longest = int(counts.max())
-    padded = torch.full((longest,), -1, dtype=torch.long, device=rows.device)
-    padded[:len(rows)] = rows
-    gathered = torch.empty(world_size * longest, dtype=torch.long, device=rows.device)
-    dist.all_gather_into_tensor(gathered, padded)
-    union = torch.unique(gathered[gathered >= 0], sorted=True)
-    block = torch.zeros((len(union),) + tuple(values.shape[1:]), dtype=values.dtype,
-                        device=values.device)
-    block.index_copy_(0, torch.searchsorted(union, rows), values)
-    dist.all_reduce(block)
-    block.div_(world_size)
-    return torch.sparse_coo_tensor(union.unsqueeze(0), block, grad.shape, is_coalesced=True,
-                                   check_invariants=False)
+    """The mean over ranks of one sparse row gradient (``allreduce_rows`` of it alone)."""
+    return allreduce_rows([grad], [], world_size)[0][0]
 
 
 # ---- launching -----------------------------------------------------------------------------
