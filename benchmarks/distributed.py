@@ -106,6 +106,9 @@ def worker(args) -> None:
               "ratings_per_s": n_global / statistics.median(seconds[1:] or seconds),
               "threads": distributed.threads_per_rank(tc.threads),
               "peak_rss_mb_after_load": after_load, "peak_rss_mb": peak_mb()}
+    sync = getattr(model, "_row_sync", None)  # sync="rows": time spent in it while training
+    if sync is not None and sync.steps:
+        record["rows_sync_ms_per_step_in_training"] = sync.seconds / sync.steps * 1e3
     if ctx is not None and not args.parquet:
         record["comm"] = communication(model, data, tc, ctx)
     Path(args.report).with_suffix(f".rank{distributed.rank()}.json").write_text(

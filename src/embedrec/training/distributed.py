@@ -14,12 +14,15 @@ How a run is split between ranks (see ``docs/scaling.md``):
   ``perm[rank::world]``, so step ``s`` of all ranks together covers exactly the rows of step
   ``s`` of one process at the same global batch. Each rank's loss is weighted by its share of
   the step's rows, so DDP's average of the ranks' gradients is the one-process gradient.
-- **Gradients.** ``sync="ddp"`` (the default) wraps the step in ``DistributedDataParallel``;
-  the lazy engine's embedding tables have sparse gradients, which DDP all-reduces as sparse
-  tensors (gloo gathers every rank's rows and values). ``sync="rows"`` instead all-reduces a
-  dense block over the union of the rows the ranks touched (ids gathered first) and leaves the
-  dense layers to a plain all-reduce; both give the same update (``benchmarks/distributed.py``
-  measures both). NCCL has no sparse all-reduce, so on GPUs ``rows`` is the default.
+- **Gradients.** ``sync="ddp"`` wraps the step in ``DistributedDataParallel``; the lazy
+  engine's embedding tables have sparse gradients, which DDP all-reduces as sparse tensors
+  (gloo gathers every rank's rows and values, table by table). ``sync="rows"`` instead
+  gathers the ids the ranks touched and all-reduces one dense buffer: the union of the
+  touched rows of every table plus the dense layers' gradients (three collectives a step).
+  Both give the same update, bit for bit; ``rows`` was faster on 2 ranks
+  (``benchmarks/distributed.py``), and NCCL has no sparse all-reduce, so ``sync="auto"`` (the
+  default, ``EMBEDREC_GRAD_SYNC``) takes ``rows`` for the lazy engine and on GPUs, DDP for the
+  exact engine's dense gradients on CPUs.
 - **Randomness.** Dropout masks and negative samples draw from generators seeded per rank
   (``rank_seed``); rank 0 uses the one-process seeds.
 - **Decisions.** Validation runs on rank 0 only and its metrics are broadcast; the
@@ -52,7 +55,7 @@ from embedrec.errors import ConfigError, EmbedrecError
 
 log = logging.getLogger(__name__)
 
-SYNCS = ("ddp", "rows")
+SYNCS = ("auto", "ddp", "rows")
 DEFAULT_TIMEOUT_S = 30.0  # collectives during training: a hung rank is noticed this fast
 WAIT_TIMEOUT_S = 4 * 3600.0  # waiting for rank 0 to load data or write files
 _ERROR_WORDS = ("connection", "timed out", "timeout", "gloo", "nccl", "broken pipe", "peer",
@@ -138,8 +141,7 @@ def init(device: str = "cpu", sync: str | None = None) -> Context | None:
     local_world = int(os.environ.get("LOCAL_WORLD_SIZE", world_))
     dev = _device_for(device, local_rank)
     backend = "nccl" if dev.type == "cuda" else "gloo"
-    # NCCL has no sparse all-reduce: on GPUs the touched rows are all-reduced as dense blocks
-    sync = sync or os.environ.get("EMBEDREC_GRAD_SYNC") or ("rows" if backend == "nccl" else "ddp")
+    sync = sync or os.environ.get("EMBEDREC_GRAD_SYNC") or "auto"
     if sync not in SYNCS:
         raise ConfigError(f"unknown gradient sync {sync!r}; use {' or '.join(SYNCS)}")
     if dev.type == "cuda":
@@ -327,7 +329,7 @@ def writer_only(write: Callable[[], Any], what: str = "files") -> Any:
     if error is not None:
         raise error
     if box[0] is not None:
-        raise DistributedError(f"rank {_active.rank}: rank 0 failed writing {what}: {box[0]}")
+        raise DistributedError(f"rank {_active.rank}: rank 0 failed on {what}: {box[0]}")
     return result
 
 
@@ -367,13 +369,14 @@ def make_step(model: nn.Module, objective, ctx: Context | None = None) -> Callab
     if ctx is None:
         return lambda batch: objective(model, batch)
     step = _Step(model, objective)
-    if ctx.sync == "rows":
+    sparse = bool(getattr(model, "sparse_rows", False))
+    if ctx.sync == "rows" or (ctx.sync == "auto" and (sparse or ctx.backend == "nccl")):
         RowSync(model, ctx).attach()
         return step
     tables = {id(p) for p in getattr(model, "parameter_groups", lambda: ([], []))()[0]}
     for module in model.modules():  # DDP gives tables with sparse gradients their own buckets
         if isinstance(module, nn.Embedding) and id(module.weight) in tables:
-            module.sparse = bool(getattr(model, "sparse_rows", False))
+            module.sparse = sparse
     from torch.nn.parallel import DistributedDataParallel as DDP
 
     return DDP(step, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None,
