@@ -40,5 +40,8 @@ def test_one_rank_reads_what_the_whole_folder_holds(tmp_path):
 def test_a_folder_without_parquet_or_columns_is_refused(tmp_path):
     with pytest.raises(DataError, match="no .parquet files"):
         read_rank_shard(tmp_path)
+    write_parquet_folder(_frame(100), tmp_path / "small", files=1, row_group_rows=100)
+    with pytest.raises(DataError, match="1 row groups for 2 ranks"):
+        plan_row_groups(tmp_path / "small", 2)
     with pytest.raises(DataError, match="no rating column"):
         write_parquet_folder(_frame().drop(columns="rating"), tmp_path)

@@ -73,6 +73,9 @@ def plan_row_groups(folder: str | Path, world: int) -> list[list[tuple[Path, int
     for path in parquet_files(folder):
         meta = pq.ParquetFile(path).metadata
         groups += [(path, g, meta.row_group(g).num_rows) for g in range(meta.num_row_groups)]
+    if len(groups) < world:
+        raise DataError(f"{folder}: {len(groups)} row groups for {world} ranks; write smaller "
+                        f"row groups (every rank needs at least one)")
     plan: list[list[tuple[Path, int, int]]] = [[] for _ in range(world)]
     heap = [(0, r) for r in range(world)]
     for group in sorted(groups, key=lambda g: (-g[2], str(g[0]), g[1])):

@@ -516,6 +516,7 @@ def launch(nproc: int, args: list[str], *, max_restarts: int = 0) -> int:
     import sys
     import uuid
 
+    from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
@@ -527,6 +528,8 @@ def launch(nproc: int, args: list[str], *, max_restarts: int = 0) -> int:
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # torch threads are set per rank anyway
     try:
         elastic_launch(config, sys.executable)("-m", "embedrec", *args)
+    except SignalException as exc:  # Ctrl-C or SIGTERM: the launcher stopped the ranks
+        raise KeyboardInterrupt(str(exc)) from None
     except ChildFailedError as exc:
         failures = sorted(exc.failures.items())
         first_rank, failure = failures[0]
