@@ -32,9 +32,11 @@ browser:
 	  else echo "install Debian's chromium (sudo apt-get install chromium) for the browser tests"; exit 1; fi; }
 
 bench: $(BIN)/.installed
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	@command -v wrk >/dev/null 2>&1 || apt-get install -y -qq wrk >/dev/null || \
 	  { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
 	$(BIN)/python benchmarks/reference.py
+	$(BIN)/python benchmarks/kernels.py
 	$(BIN)/python benchmarks/recommend.py
 	$(BIN)/python benchmarks/serve_load.py
 	$(BIN)/python benchmarks/scale.py

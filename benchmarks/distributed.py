@@ -8,7 +8,8 @@ rows as a folder of Parquet files (8 files, row groups of 65,536 rows) for the s
 
 Every configuration runs in fresh processes under torchrun's launcher
 (`python -m torch.distributed.run --standalone --nproc-per-node N`), on every training row
-(no split), preset `large` (global batch 4,096, lazy Adam), `--epochs` epochs of which the
+(no split), preset `large` (global batch 4,096, lazy Adam) on the torch engine (the compiled
+kernel engine trains in one process only), `--epochs` epochs of which the
 first is a warm-up. Per configuration:
 - ratings/s: training rows / median seconds of the timed epochs (all ranks together); one
   process runs with the preset's 2 torch threads and, as a second baseline, with 1 (each of 2
@@ -94,7 +95,8 @@ def worker(args) -> None:
     config = preset.model_config(spec)
     base = preset.train_config(args.model).to_dict()
     tc = type(preset.train_config(args.model))(
-        **(base | {"epochs": args.epochs, "patience": None, "threads": args.threads or base["threads"]}))
+        **(base | {"epochs": args.epochs, "patience": None, "engine": "torch",
+                   "threads": args.threads or base["threads"]}))
     shape = Shape(data.n_users, data.n_items, data.scale)
     model, history = train_model(spec, config, shape, data, tc, seed=0)
     seconds = [e["seconds"] for e in history.epochs]

@@ -1,10 +1,12 @@
 """Benchmark the reference comparison on ml-latest-small: accuracy over seeds, and wall time.
 
-For each engine (exact = the reference's arithmetic, fast = lazy Adam / in-batch L2) it runs the
-reference preset (dot, biased, mlp; batch 64; 5 epochs) once per seed, timing the whole
-comparison, and reports the median time and the mean ± std RMSE per model.
+For each engine (the compiled kernel, or torch's steps) and each kind of update (dense = the
+reference's arithmetic, lazy = Adam and L2 on the batch's rows) it runs the reference preset
+(dot, biased, mlp; batch 64; 5 epochs) once per seed, timing the whole comparison (data loaded),
+and reports the median time and the mean ± std RMSE per model.
 
     EMBEDREC_DATA=../shared/data .venv/bin/python benchmarks/reference.py [--seeds 3]
+        [--runs kernel/dense,torch/dense,kernel/lazy,torch/lazy]
 """
 
 from __future__ import annotations
@@ -27,12 +29,13 @@ OUT = Path(__file__).parent / "results"
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--engines", default="exact,fast")
+    parser.add_argument("--runs", default="kernel/dense,torch/dense,kernel/lazy,torch/lazy")
     args = parser.parse_args()
     data = load_movielens("ml-latest-small")
     report: dict = {"versions": versions(), "engines": {}}
-    for engine in args.engines.split(","):
-        preset = get_preset("reference").with_overrides(engine=engine)
+    for run in args.runs.split(","):
+        engine, updates = run.split("/")
+        preset = get_preset("reference").with_overrides(engine=engine, updates=updates)
         times, records = [], []
         for seed in range(args.seeds):
             t0 = time.perf_counter()
@@ -45,9 +48,9 @@ def main() -> None:
             rows = [r for r in records if r["model"] == name]
             models[name] = {k: [float(np.mean([r[k] for r in rows])), float(np.std([r[k] for r in rows], ddof=1))]
                             for k in ("rmse", "rmse_warm", "rmse_model_all", "mae", "train_seconds")}
-        report["engines"][engine] = {"seconds_per_comparison": times,
+        report["engines"][f"{engine} {updates}"] = {"seconds_per_comparison": times,
                                      "median_seconds": statistics.median(times), "models": models}
-        print(f"engine {engine}: median {statistics.median(times):.1f}s per comparison "
+        print(f"{engine} {updates}: median {statistics.median(times):.1f}s per comparison "
               f"(runs: {', '.join(f'{t:.1f}' for t in times)})")
         for name, m in models.items():
             print(f"  {name:7s} rmse {m['rmse'][0]:.4f} ± {m['rmse'][1]:.4f}  warm {m['rmse_warm'][0]:.4f}"

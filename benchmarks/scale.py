@@ -7,11 +7,12 @@ Each size runs in a fresh process (so its peak memory is its own). The data is g
 into benchmarks/out/ (not timed). The pipeline of one size:
 - load: parse ratings.csv (pyarrow) and encode ids, first from CSV, then from the encoded cache;
 - split: random 90/10;
-- train: the biased model with preset `large` (batch 16,384, up to 10 epochs);
+- train: the biased model with preset `large` (batch 4,096, 10 epochs, the compiled kernel);
 - evaluate: RMSE on the test rows, for it and for the bias baseline;
 - top-N: the 10 best unseen movies for every user.
 Throughput: one epoch of dot, biased and mlp at batch 1,024 / 4,096 / 16,384 on the 5M set,
-median of --repeats runs.
+with the torch engine and the compiled kernel (lazy updates), median of --repeats runs (the
+first kernel run of a process includes loading its compiled code).
 """
 
 from __future__ import annotations
@@ -118,23 +119,26 @@ def child_throughput(folder: Path, repeats: int) -> list[dict]:
     from embedrec.models.registry import get
     from embedrec.models.spec import Shape
     from embedrec.training import TrainConfig, fit
+    from embedrec.training.trainer import choose_kernel
 
     data = load_ratings_file(folder)
     rows = []
     for name in ("dot", "biased", "mlp"):
-        for batch in (1_024, 4_096, 16_384):
-            rates = []
-            for rep in range(repeats):
-                spec = get(name)
-                model = spec.build(spec.config(), Shape(data.n_users, data.n_items, data.scale))
-                initialise(model, "keras_he_normal", torch.Generator().manual_seed(rep))
-                tc = TrainConfig(epochs=1, batch_size=batch, lr=1e-2, l2=3e-5, engine="fast")
-                history = fit(model, data, tc, seed=rep)
-                rates.append(len(data) / history.seconds)
-            rows.append({"model": name, "batch_size": batch,
-                         "ratings_per_s": statistics.median(rates), "runs": rates})
-            print(f"  {name:6s} batch {batch:6,d}: {rows[-1]['ratings_per_s'] / 1e6:.2f} M ratings/s",
-                  flush=True)
+        for engine in ("torch", "kernel"):
+            for batch in (1_024, 4_096, 16_384):
+                rates = []
+                for rep in range(repeats):
+                    spec = get(name)
+                    model = spec.build(spec.config(), Shape(data.n_users, data.n_items, data.scale))
+                    initialise(model, "keras_he_normal", torch.Generator().manual_seed(rep))
+                    tc = TrainConfig(epochs=1, batch_size=batch, lr=1e-2, l2=3e-5, engine=engine)
+                    history = fit(model, data, tc, seed=rep,
+                                  kernel=choose_kernel(spec, model, tc))
+                    rates.append(len(data) / history.seconds)
+                rows.append({"model": name, "engine": engine, "batch_size": batch,
+                             "ratings_per_s": statistics.median(rates), "runs": rates})
+                print(f"  {name:6s} {engine:6s} batch {batch:6,d}: "
+                      f"{rows[-1]['ratings_per_s'] / 1e6:.2f} M ratings/s", flush=True)
     del np
     return rows
 

@@ -153,6 +153,7 @@ def run_comparison(
                     "history": [] if history is None else history.epochs,
                     "best_epoch": None if history is None else history.best_epoch,
                     "stopped_early": False if history is None else history.stopped_early,
+                    "engine": None if history is None else history.engine,
                     "notes": [] if history is None else history.notes,
                     "config": bundle.config_dict(),
                 })
@@ -193,7 +194,7 @@ CSV_COLUMNS = ("model", "seed", "fold", "rmse", "mae", "mse", "rmse_warm", "rmse
                "k", "precision_at_k", "recall_at_k", "ndcg_at_k", "map_at_k", "hit_rate_at_k",
                "coverage_at_k", "popularity_at_k", "long_tail_at_k", "n_users_ranked",
                "n_train", "n_valid", "n_test", "n_cold", "n_cold_users", "n_cold_items", "n_params",
-               "train_seconds", "best_epoch", "stopped_early", "spec")
+               "train_seconds", "engine", "best_epoch", "stopped_early", "spec")
 
 
 def write_results(comparison: Comparison, out: Path) -> None:

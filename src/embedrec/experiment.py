@@ -167,6 +167,7 @@ def train_bundle(data: Ratings, name: str, preset: Preset, *, seed: int = 0,
         "train_seconds": fitted.seconds,
         "history": None if history is None else history.epochs, "metrics": metrics,
         "notes": [] if history is None else history.notes,
+        "engine": None if history is None else history.engine,
         "fallback_damping": preset.evaluation.fallback_damping,
         "loss": preset.train.loss if history is not None else None,
         "protocol": {"split": split, "test_fraction": None if split is None

@@ -132,7 +132,7 @@ PRESETS: dict[str, Preset] = {
             "Adam 1e-3 (eps 1e-7, Keras placement), batch 64, 5 epochs, all 90,752 training rows, "
             "exact arithmetic"
         ),
-        train=TrainConfig(epochs=5, batch_size=64, lr=1e-3, l2=1e-6, engine="exact",
+        train=TrainConfig(epochs=5, batch_size=64, lr=1e-3, l2=1e-6, updates="dense",
                           init="keras_he_normal"),
     ),
     "default": Preset(
@@ -142,7 +142,7 @@ PRESETS: dict[str, Preset] = {
             "256 (lr 2e-3, L2 3e-4 on the rows in each batch), up to 30 epochs with early "
             "stopping (patience 2) on a 5% validation split of the training rows"
         ),
-        train=TrainConfig(epochs=30, batch_size=256, lr=2e-3, l2=3e-4, engine="fast", patience=2,
+        train=TrainConfig(epochs=30, batch_size=256, lr=2e-3, l2=3e-4, patience=2,
                           init="keras_he_normal"),
         split=SplitConfig(valid_fraction=0.05),
     ),
@@ -153,7 +153,7 @@ PRESETS: dict[str, Preset] = {
             "on the rows in each batch, up to 10 epochs with early stopping (patience 2) on a 2% "
             "validation split"
         ),
-        train=TrainConfig(epochs=10, batch_size=4_096, lr=5e-3, l2=3e-5, engine="fast",
+        train=TrainConfig(epochs=10, batch_size=4_096, lr=5e-3, l2=3e-5, updates="lazy",
                           patience=2, init="keras_he_normal"),
         split=SplitConfig(valid_fraction=0.02),
     ),

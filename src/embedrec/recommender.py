@@ -1,7 +1,8 @@
 """Recommendations from a model bundle: top-k for known users, every user, similar movies.
 
 Scores are computed for the whole catalogue at once (a user against every item), seen items are
-masked, and the top k are picked with ``argpartition``. Items with no training rating are never
+masked, and the top k are picked with ``argpartition`` (for many users, by a compiled kernel
+on every core: ``recommend_all``). Items with no training rating are never
 candidates, and users the model was not fitted on are ranked by the bias fallback, never by an
 untrained embedding. New users (fold-in) live in ``embedrec.foldin``. Everything here is numpy:
 no torch is needed to recommend.
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 
 import numpy as np
 import pandas as pd
@@ -182,21 +184,45 @@ def _top_for_users_torch(bundle: ModelBundle, users: np.ndarray, k: int, exclude
 def recommend_all(bundle: ModelBundle, k: int = 10, *, chunk: int = 1024,
                   users: np.ndarray | None = None, device=None) -> tuple[np.ndarray, np.ndarray]:
     """Top-k item indices and predicted ratings for many users (all by default), seen items
-    masked, in chunks of ``chunk`` users; with numpy, or with torch on ``device`` (see
-    ``top_for_users``).
+    masked, in chunks of at most ``chunk`` users (fewer for a large catalogue: a chunk's
+    scores stay under 64 MB, so memory is flat in the number of users).
 
-    A user with fewer than k unseen items gets index -1 and score -inf in the spare places.
+    With numpy (``device`` None), a chunk is scored (BLAS on every core) and its top k are
+    picked by a compiled kernel on every core, in one pass over each row without a sort
+    (``embedrec.kernels.topk``); with torch on ``device``, see ``top_for_users``. A user with
+    fewer than k unseen items gets index -1 and score -inf in the spare places.
     """
     check_k(k)
     users = np.arange(len(bundle.user_map)) if users is None else np.asarray(users)
-    k_eff = min(k, len(bundle.item_map))
+    n_items = len(bundle.item_map)
+    k_eff = min(k, n_items)
+    chunk = max(1, min(chunk, (1 << 24) // max(n_items, 1)))
     out_items = np.empty((len(users), k_eff), dtype=np.int32)
     out_scores = np.empty((len(users), k_eff), dtype=np.float32)
     for start in range(0, len(users), chunk):
         block = users[start:start + chunk]
-        out_items[start:start + len(block)], out_scores[start:start + len(block)] = (
-            top_for_users(bundle, block, k_eff, device=device))
+        where = slice(start, start + len(block))
+        if device is not None:
+            out_items[where], out_scores[where] = top_for_users(bundle, block, k_eff, device=device)
+        else:
+            out_items[where], out_scores[where] = _top_compiled(bundle, block, k_eff)
     return out_items, out_scores
+
+
+_KERNEL_LOCK = threading.Lock()  # numba's default thread pool takes one caller at a time
+
+
+def _top_compiled(bundle: ModelBundle, users: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    from embedrec.kernels.topk import masked_top_k
+
+    scores = np.ascontiguousarray(rank_scores(bundle, users))
+    best = np.empty((len(users), k), dtype=np.int64)
+    best_scores = np.empty((len(users), k), dtype=scores.dtype)
+    with _KERNEL_LOCK:
+        masked_top_k(scores, users.astype(np.int64), bundle.seen_indptr,
+                     bundle.seen_items.astype(np.int64, copy=False), bundle.known_items(), k,
+                     best, best_scores)
+    return _as_ratings(bundle, best, best_scores)
 
 
 def topn_device(name: str | None):

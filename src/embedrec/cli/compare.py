@@ -92,7 +92,12 @@ def compare(
     seeds: Annotated[int, typer.Option(min=1, help="Model seeds per model.")] = 3,
     epochs: Annotated[Optional[int], typer.Option(min=1)] = None,
     batch_size: Annotated[Optional[int], typer.Option(min=1)] = None,
-    engine: Annotated[Optional[str], typer.Option(help="fast (lazy Adam) or exact.")] = None,
+    engine: Annotated[Optional[str], typer.Option(
+        help="auto (the compiled kernel where the model has one), kernel or torch; "
+             "fast / exact: torch with lazy / dense updates.")] = None,
+    updates: Annotated[Optional[str], typer.Option(
+        help="lazy (Adam and L2 on the batch's rows) or dense (every row, every step: "
+             "the reference's arithmetic).")] = None,
     device: Annotated[Optional[str], typer.Option(help="cpu, cuda or auto.")] = None,
     settings: SetOpt = [],
     lr: Annotated[Optional[float], typer.Option(help="Adam learning rate.")] = None,
@@ -141,7 +146,7 @@ def compare(
 
         check_available()
     chosen = choose_preset(preset, preset_file).with_overrides(
-        epochs=epochs, batch_size=batch_size, engine=engine, lr=lr, l2=l2,
+        epochs=epochs, batch_size=batch_size, engine=engine, updates=updates, lr=lr, l2=l2,
         valid_fraction=valid_fraction, top_k=k, relevance_threshold=relevant, device=device,
         loss=loss, relevant=relevant, implicit=implicit or None)
     chosen = chosen.with_model_settings(parse_settings(settings))

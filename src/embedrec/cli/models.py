@@ -28,7 +28,12 @@ def train(
     seed: Annotated[int, typer.Option(help="Model seed.")] = 0,
     epochs: Annotated[Optional[int], typer.Option(min=1)] = None,
     batch_size: Annotated[Optional[int], typer.Option(min=1)] = None,
-    engine: Annotated[Optional[str], typer.Option(help="fast or exact.")] = None,
+    engine: Annotated[Optional[str], typer.Option(
+        help="auto (the compiled kernel where the model has one), kernel or torch; "
+             "fast / exact: torch with lazy / dense updates.")] = None,
+    updates: Annotated[Optional[str], typer.Option(
+        help="lazy (Adam and L2 on the batch's rows) or dense (every row, every step: "
+             "the reference's arithmetic).")] = None,
     device: Annotated[Optional[str], typer.Option(help="cpu, cuda or auto.")] = None,
     settings: SetOpt = [],
     items: ItemsOpt = None,
@@ -72,7 +77,7 @@ def train(
 
     get(model)  # an unknown model fails before the data is read
     chosen = choose_preset(preset, preset_file).with_overrides(
-        epochs=epochs, batch_size=batch_size, engine=engine, device=device, loss=loss,
+        epochs=epochs, batch_size=batch_size, engine=engine, updates=updates, device=device, loss=loss,
         relevant=relevant, implicit=implicit or None)
     chosen = chosen.with_model_settings(parse_settings(settings))
     if nproc > 1 and not distributed.launched():  # start the ranks; each runs this command

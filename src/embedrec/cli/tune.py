@@ -32,7 +32,12 @@ def tune(
     preset: Annotated[str, typer.Option(help="Base preset: default, reference or large.")] = "default",
     preset_file: PresetFileOpt = None,
     epochs: Annotated[Optional[int], typer.Option(min=1, help="Most epochs per trial.")] = None,
-    engine: Annotated[Optional[str], typer.Option(help="fast (lazy Adam) or exact.")] = None,
+    engine: Annotated[Optional[str], typer.Option(
+        help="auto (the compiled kernel where the model has one), kernel or torch; "
+             "fast / exact: torch with lazy / dense updates.")] = None,
+    updates: Annotated[Optional[str], typer.Option(
+        help="lazy (Adam and L2 on the batch's rows) or dense (every row, every step: "
+             "the reference's arithmetic).")] = None,
     valid_fraction: Annotated[Optional[float], typer.Option(help="Validation share of train.")] = None,
     space: Annotated[Optional[Path], typer.Option(
         "--space", help="JSON search-space overrides: {model or '*': {param: {low, high, log} | "
@@ -53,7 +58,7 @@ def tune(
 
     budget = Budget(trials=trials, timeout=timeout)
     chosen = choose_preset(preset, preset_file).with_overrides(
-        epochs=epochs, engine=engine, valid_fraction=valid_fraction, threads=threads)
+        epochs=epochs, engine=engine, updates=updates, valid_fraction=valid_fraction, threads=threads)
     chosen = chosen.with_model_settings(parse_settings(settings))
     overrides = load_space_file(space) if space is not None else {}
     names = split_models(models) or DEFAULT_MODELS.split(",")

@@ -90,6 +90,12 @@ class EmbeddingModel(nn.Module):
         return tables, [p for p in self.parameters() if id(p) not in ids]
 
 
+def weights(x) -> np.ndarray:
+    """A table's (or a parameter's) weights as a numpy view: a kernel's writes train the model."""
+    tensor = x.weight if isinstance(x, nn.Module) else x
+    return tensor.detach().numpy()
+
+
 def scale_to_range(x: torch.Tensor, low: float, high: float) -> torch.Tensor:
     """``sigmoid(x)`` scaled to the rating range [low, high]."""
     return torch.sigmoid(x) * (high - low) + low

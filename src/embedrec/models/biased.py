@@ -86,6 +86,16 @@ class BiasedSpec(ModelSpec):
         return module_class()(shape.n_users, shape.n_items, config.n_factors,
                               rating_range=shape.rating_range)
 
+    def kernel(self, module, loss):
+        if loss != "mse":
+            return None
+        from embedrec.kernels.factors import FactorKernel
+        from embedrec.models.base import weights
+
+        return FactorKernel(weights(module.user_factors), weights(module.item_factors),
+                            weights(module.user_bias), weights(module.item_bias),
+                            rating_range=(module.low, module.high))
+
     def expected_shapes(self, config, shape):
         return factor_shapes(config, shape) | {"user_bias.weight": (shape.n_users, 1),
                                                "item_bias.weight": (shape.n_items, 1)}

@@ -175,6 +175,15 @@ class ModelSpec:
         """A fitted numpy scorer (``trained_by == 'fit'``)."""
         raise NotImplementedError(f"{self.name} is not fitted in closed form")
 
+    def kernel(self, module, loss: str):
+        """A compiled kernel that trains ``module`` (built by ``build``) with ``loss``, or None.
+
+        A kernel (``embedrec.kernels``) holds the module's weights as numpy views and updates
+        them in place; it has ``bind(settings)``, ``run(order, users, items, ratings, start,
+        n_steps)`` and ``sync()``. The trainer uses it under ``--engine auto|kernel`` on the CPU
+        and takes torch steps otherwise. The default has none."""
+        return None
+
     def module_arrays(self, module) -> dict[str, np.ndarray]:
         """A trained torch module's arrays as stored in a model file (its ``state_dict``)."""
         return {k: v.detach().cpu().numpy().copy() for k, v in module.state_dict().items()}

@@ -166,11 +166,15 @@ def _plain(value) -> Any:
 
 
 def generator_states(model, generators: dict[str, torch.Generator]) -> dict:
-    """The states of the trainer's generators and of every generator a module of ``model``
-    holds (dropout masks, sampled inputs): torch generators as byte tensors, numpy ones as
-    their bit generator's state."""
+    """The states of the trainer's generators and of every source of random numbers in
+    ``model``'s modules (dropout masks, sampled inputs): a module's own ``random_state()`` when
+    it has one, else every generator it holds (torch ones as byte tensors, numpy ones as their
+    bit generator's state)."""
     out: dict = {name: g.get_state() for name, g in generators.items()}
     for i, module in enumerate(model.modules()):
+        if hasattr(module, "random_state"):
+            out[f"module{i}"] = _plain(module.random_state())
+            continue
         for attr, value in vars(module).items():
             if isinstance(value, torch.Generator):
                 out[f"module{i}.{attr}"] = value.get_state()
@@ -183,6 +187,9 @@ def set_generator_states(model, generators: dict[str, torch.Generator], states: 
     for name, g in generators.items():
         g.set_state(states[name])
     for i, module in enumerate(model.modules()):
+        if hasattr(module, "set_random_state") and f"module{i}" in states:
+            module.set_random_state(states[f"module{i}"])
+            continue
         for attr, value in vars(module).items():
             key = f"module{i}.{attr}"
             if key not in states:

@@ -6,7 +6,10 @@ from dataclasses import asdict, dataclass
 
 from embedrec.errors import ConfigError
 
-ENGINES = ("fast", "exact")
+ENGINES = ("auto", "kernel", "torch")
+UPDATES = ("lazy", "dense")
+# the engines' names before the kernel engine: the arithmetic, on torch
+LEGACY_ENGINES = {"fast": "lazy", "exact": "dense"}
 DEVICES = ("cpu", "cuda", "auto")
 
 
@@ -14,10 +17,16 @@ DEVICES = ("cpu", "cuda", "auto")
 class TrainConfig:
     """How a torch model is trained.
 
-    ``engine="exact"`` is the reference's arithmetic: the L2 term covers every row of every
-    embedding table and Adam updates every row at every step. ``engine="fast"`` (the default)
-    reads the tables only at the batch's ids, with sparse gradients: the L2 term and the Adam
-    update reach only those rows (lazy Adam), so a step costs time proportional to the batch.
+    ``updates="dense"`` is the reference's arithmetic: the L2 term covers every row of every
+    embedding table and Adam updates every row at every step. ``updates="lazy"`` (the default)
+    reads the tables only at the batch's ids: the L2 term and the Adam update reach only those
+    rows (lazy Adam), so a step costs time proportional to the batch.
+
+    ``engine`` says who takes the steps: ``torch`` (standard PyTorch steps, any model, loss and
+    device), ``kernel`` (the model's compiled kernel: dot, biased and mlp with the MSE loss on
+    the CPU) or ``auto`` (the kernel where the model has one for these settings, else torch).
+    The old engine names are still read: ``fast`` is torch with lazy updates, ``exact`` torch
+    with dense updates.
     """
 
     epochs: int = 5  # passes over the training rows (the most, with early stopping)
@@ -27,7 +36,8 @@ class TrainConfig:
     beta2: float = 0.999  # Adam second-moment decay
     eps: float = 1e-7  # Adam epsilon, Keras placement: added to sqrt(v) before bias correction
     l2: float = 1e-6  # coefficient of sum(W**2) over the embedding tables
-    engine: str = "fast"  # fast | exact (see above)
+    engine: str = "auto"  # auto | kernel | torch (see above)
+    updates: str = "lazy"  # lazy | dense (see above)
     loss: str = "mse"  # objective (embedrec.training.losses.LOSSES)
     monitor: str | None = None  # validation metric for early stopping (None: the loss's own)
     patience: int | None = None  # stop after this many epochs without validation improvement
@@ -44,8 +54,14 @@ class TrainConfig:
             raise ConfigError("Adam needs lr > 0, betas in [0, 1) and eps > 0")
         if self.l2 < 0:
             raise ConfigError(f"l2 must be >= 0, got {self.l2}")
+        if self.engine in LEGACY_ENGINES:
+            object.__setattr__(self, "updates", LEGACY_ENGINES[self.engine])
+            object.__setattr__(self, "engine", "torch")
         if self.engine not in ENGINES:
-            raise ConfigError(f"unknown engine {self.engine!r}; use {' or '.join(ENGINES)}")
+            raise ConfigError(f"unknown engine {self.engine!r}; use {', '.join(ENGINES)} "
+                              f"(or fast / exact: torch with lazy / dense updates)")
+        if self.updates not in UPDATES:
+            raise ConfigError(f"unknown updates {self.updates!r}; use {' or '.join(UPDATES)}")
         if self.device not in DEVICES:
             raise ConfigError(f"unknown device {self.device!r}; use {', '.join(DEVICES)}")
         if self.patience is not None and self.patience < 1:

@@ -383,6 +383,42 @@ def make_step(model: nn.Module, objective, ctx: Context | None = None) -> Callab
                forward_sync_buffers=False)
 
 
+class ShardSteps:
+    """The torch steps of one rank (``training.steps.TorchSteps``' interface): each step takes
+    this rank's rows (``EpochPlan.rows``), the objective runs through ``make_step`` (DDP or
+    the row all-reduce), and the loss is weighted by the rank's share of the step's rows.
+    Still ``loss.backward()`` and ``optimizer.step()``."""
+
+    def __init__(self, model, objective, optimizer, rows, sampling: torch.Generator,
+                 plan: EpochPlan):
+        self.model, self.objective, self.optimizer = model, objective, optimizer
+        self.rows, self.sampling, self.plan = rows, sampling, plan
+        self.step = make_step(model, objective, _active)
+
+    def run(self, perm: torch.Tensor, epoch: int, first: int, n_steps: int,
+            batch_size: int) -> float:
+        from embedrec.training.steps import LossNotFinite
+
+        total = 0.0
+        for s in range(first, first + n_steps):
+            idx, weight = self.plan.rows(perm, s)
+            batch = self.rows.take(idx)
+            if self.objective.sampler is not None:
+                batch["negatives"] = self.objective.sampler(batch, self.sampling)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss = self.step(batch)
+            (loss if weight == 1.0 else loss * weight).backward()
+            self.optimizer.step()
+            value = loss.item()
+            if not math.isfinite(value):
+                raise LossNotFinite(f"loss became {value} at epoch {epoch}, step {s + 1}")
+            total += value * len(batch["users"]) * (weight != 0.0)
+        return total
+
+    def sync(self) -> None:
+        pass
+
+
 def unwrap(model: nn.Module) -> None:
     """Undo ``make_step``'s changes to ``model`` (its tables' ``sparse`` flags, row hooks)."""
     for module in model.modules():

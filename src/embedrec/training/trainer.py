@@ -1,9 +1,10 @@
 """One trainer for every torch model: standard PyTorch steps, seeded, on a chosen device.
 
-A step is ``loss = objective(model, batch)``, ``loss.backward()``, ``optimizer.step()``. The
-fast engine turns on the models' sparse row look-ups, so the gradients of embedding tables are
-sparse and Keras-Adam updates only the rows a batch touched; the exact engine keeps dense
-gradients over whole tables (the reference's arithmetic). Shuffling, dropout masks and negative
+A step is ``loss = objective(model, batch)``, ``loss.backward()``, ``optimizer.step()``. Lazy
+updates turn on the models' sparse row look-ups, so the gradients of embedding tables are
+sparse and Keras-Adam updates only the rows a batch touched; dense updates keep dense gradients
+over whole tables (the reference's arithmetic). A model whose spec has a compiled kernel may
+take the same steps, on the same batches, through it instead (``embedrec.training.steps``). Shuffling, dropout masks and negative
 samples draw from generators seeded by the run's seed; global RNG state and the process's
 thread count are left as they were.
 """
@@ -30,11 +31,13 @@ from embedrec.training.batches import RowTensors
 from embedrec.training.config import TrainConfig
 from embedrec.training.losses import make_objective
 from embedrec.training.optim import KerasAdam
+from embedrec.training.steps import KernelSteps, LossNotFinite, TorchSteps
 
 log = logging.getLogger(__name__)
 
 StepProgress = Callable[[int, int], None]  # (steps done, steps in all)
 EpochCallback = Callable[[int, dict], None]  # (epoch, that epoch's record in History.epochs)
+PROGRESS_EVERY = 200  # steps between progress reports (and the kernel's runs)
 
 
 class StopTraining(Exception):
@@ -54,11 +57,12 @@ class History:
     steps: int = 0
     monitor: str | None = None
     notes: list[str] = field(default_factory=list)  # inputs switched off, and why
+    engine: str = "torch"  # who took the steps: torch or kernel
 
     def to_dict(self) -> dict:
         return {"epochs": self.epochs, "best_epoch": self.best_epoch, "monitor": self.monitor,
                 "stopped_early": self.stopped_early, "seconds": self.seconds, "steps": self.steps,
-                "notes": self.notes}
+                "notes": self.notes, "engine": self.engine}
 
 
 @contextmanager
@@ -92,18 +96,20 @@ def make_optimizer(model, config: TrainConfig) -> KerasAdam:
 def fit(model, train: Ratings, config: TrainConfig, *, seed: int, shape: Shape | None = None,
         valid: Ratings | None = None, needs: frozenset[str] = frozenset(),
         uses: frozenset[str] = frozenset(), progress: StepProgress | None = None,
-        on_epoch: EpochCallback | None = None, checkpoints=None) -> History:
+        on_epoch: EpochCallback | None = None, kernel=None, checkpoints=None) -> History:
     """Train ``model`` in place on ``train``; validation rows (if any) only monitor and stop.
 
+    ``kernel``: the model's compiled kernel (``ModelSpec.kernel``), which then takes the steps
+    instead of torch (see ``embedrec.training.steps``); the batches are the same either way.
     ``on_epoch(epoch, record)``, when given, is called after every epoch with that epoch's
     record (train loss, validation metrics); an exception it raises (``StopTraining``, or a
     tuner's own pruning exception) ends training and propagates to the caller.
 
     Under torchrun (``embedrec.training.distributed``) every rank calls ``fit`` with the same
-    rows: ``config.batch_size`` is then the global batch, each rank trains on its shard of
-    every step, and gradients are averaged by DDP. ``checkpoints`` (a
-    ``training.checkpoint.Checkpoints``) writes a checkpoint after every epoch and, when
-    resuming, continues from the latest one.
+    rows (or its own shard of them): ``config.batch_size`` is then the global batch, each rank
+    takes its part of every step, and gradients are averaged over the ranks. ``checkpoints``
+    (a ``training.checkpoint.Checkpoints``) writes a checkpoint after every epoch and, when
+    resuming, continues from the latest one. Both need the torch engine.
     """
     if len(train) == 0:
         raise TrainingError("no training rows")
@@ -115,14 +121,19 @@ def fit(model, train: Ratings, config: TrainConfig, *, seed: int, shape: Shape |
     if monitor not in objective.metrics:
         raise ConfigError(f"the {objective.name} loss reports {', '.join(objective.metrics)}, "
                           f"not {monitor!r}")
-    # -- distributed: this rank's device and threads --
-    ctx = distributed.active()
+    ctx = distributed.active()  # -- distributed: this rank's device and threads --
     device = ctx.device if ctx is not None else resolve_device(config.device)
+    if kernel is not None and device.type != "cpu":
+        raise ConfigError("the kernel engine runs on the CPU; use --engine torch for "
+                          f"--device {config.device}")
+    if kernel is not None and (ctx is not None or checkpoints is not None):
+        raise ConfigError("the kernel engine trains in one process without checkpoints; use "
+                          "--engine torch (or auto) under torchrun, --nproc or --checkpoints")
     history = History(monitor=monitor)
     with torch_threads(distributed.threads_per_rank(config.threads)), \
             torch.random.fork_rng(devices=[]):
         model.to(device)
-        model.sparse_rows = config.engine == "fast"
+        model.sparse_rows = kernel is None and config.updates == "lazy"
         rows = RowTensors(train, needs=needs, uses=uses, device=device)
         history.notes = [f"{name}: off, the data has none" for name in rows.missing]
         history.notes += model.attach_inputs(rows.lookups)
@@ -131,26 +142,30 @@ def fit(model, train: Ratings, config: TrainConfig, *, seed: int, shape: Shape |
         valid_batch = (RowTensors(valid, needs=needs, uses=uses, reference=train,
                                   device=device).all()
                        if valid is not None and len(valid) else None)
-        optimizer = make_optimizer(model, config)
         shuffle = torch.Generator().manual_seed(seed)
-        # sampling and dropout: seeded from ``seed``, per rank (rank 0: as one process)
-        sampling = torch.Generator().manual_seed(distributed.rank_seed(seed + 104_729))
+        # dropout masks and negative samples: seeded from ``seed``, per rank (rank 0: as alone)
         for i, module in enumerate(model.modules()):
             if hasattr(module, "reseed"):
                 module.reseed(distributed.rank_seed(seed * 1000 + i))
-        n = len(rows)
-        # -- distributed: this rank's shard of each step; DDP around the objective --
-        plan = distributed.EpochPlan(n, config.batch_size, ctx, sharded=is_shard(train))
-        step = distributed.make_step(model, objective, ctx)
+        n, bs = len(rows), config.batch_size
+        # -- distributed: the steps of an epoch, and this rank's part of each --
+        plan = distributed.EpochPlan(n, bs, ctx, sharded=is_shard(train))
         steps_per_epoch = plan.steps
         total_steps = steps_per_epoch * config.epochs
+        if kernel is not None:
+            steps = KernelSteps(kernel, rows, config, total_steps)
+        else:
+            sampling = torch.Generator().manual_seed(distributed.rank_seed(seed + 104_729))
+            steps = (TorchSteps(model, objective, make_optimizer(model, config), rows, sampling)
+                     if ctx is None else distributed.ShardSteps(
+                         model, objective, make_optimizer(model, config), rows, sampling, plan))
         best_valid, best_state, bad_epochs = math.inf, None, 0
-        # -- checkpoints: continue from the latest one --
-        first_epoch, generators = 1, {"shuffle": shuffle, "sampling": sampling}
+        first_epoch = 1  # -- checkpoints: continue from the latest one --
         if checkpoints is not None:
+            generators = {"shuffle": shuffle, "sampling": steps.sampling}
             checkpoints.bind(seed=seed, n_rows=n, config=config.to_dict(),
                              world=distributed.world())
-            resumed = checkpoints.restore(model, optimizer, generators, history)
+            resumed = checkpoints.restore(model, steps.optimizer, generators, history)
             if resumed is not None:
                 first_epoch = config.epochs + 1 if resumed.stopped else resumed.epoch + 1
                 best_valid, best_state = resumed.best_valid, resumed.best_state
@@ -162,24 +177,17 @@ def fit(model, train: Ratings, config: TrainConfig, *, seed: int, shape: Shape |
                 t0 = time.perf_counter()
                 perm = plan.shard(torch.randperm(n, generator=shuffle)).to(device)
                 total = 0.0
-                for s in range(steps_per_epoch):
-                    idx, weight = plan.rows(perm, s)
-                    batch = rows.take(idx)
-                    if objective.sampler is not None:
-                        batch["negatives"] = objective.sampler(batch, sampling)
-                    optimizer.zero_grad(set_to_none=True)
-                    loss = step(batch)
-                    (loss if weight == 1.0 else loss * weight).backward()
-                    optimizer.step()
-                    value = loss.item()
-                    if not math.isfinite(value):
-                        raise TrainingError(
-                            f"loss became {value} at epoch {epoch}, step {s + 1}: lower the "
-                            f"learning rate (now {config.lr}) or check the ratings")
-                    total += value * len(batch["users"]) * (weight != 0.0)
-                    history.steps += 1
-                    if progress and (s % 200 == 0 or s == steps_per_epoch - 1):
+                for first in range(0, steps_per_epoch, PROGRESS_EVERY):
+                    n_steps = min(PROGRESS_EVERY, steps_per_epoch - first)
+                    try:
+                        total += steps.run(perm, epoch, first, n_steps, bs)
+                    except LossNotFinite as exc:
+                        raise TrainingError(f"{exc}: lower the learning rate (now {config.lr}) "
+                                            "or check the ratings") from None
+                    history.steps += n_steps
+                    if progress:
                         progress(history.steps, total_steps)
+                steps.sync()
                 (total,) = plan.sum([total])  # -- distributed: every rank's rows --
                 record = {"epoch": epoch, f"train_{objective.name}": total / plan.n_global}
                 record |= distributed.from_writer(  # -- distributed: rank 0 validates --
@@ -202,7 +210,7 @@ def fit(model, train: Ratings, config: TrainConfig, *, seed: int, shape: Shape |
                         stop = distributed.agree(bad_epochs >= config.patience)  # rank 0 decides
                         history.stopped_early = stop and epoch < config.epochs
                 if checkpoints is not None:  # -- checkpoints: after every epoch --
-                    checkpoints.save(epoch=epoch, model=model, optimizer=optimizer,
+                    checkpoints.save(epoch=epoch, model=model, optimizer=steps.optimizer,
                                      generators=generators, history=history,
                                      best_valid=best_valid, best_state=best_state,
                                      bad_epochs=bad_epochs, stopped=stop)
@@ -218,7 +226,24 @@ def fit(model, train: Ratings, config: TrainConfig, *, seed: int, shape: Shape |
             model.eval()
             model.to("cpu")
         history.seconds = time.perf_counter() - start
+    history.engine = "kernel" if kernel is not None else "torch"
     return history
+
+
+def choose_kernel(spec: ModelSpec, model, config: TrainConfig):
+    """The kernel that trains ``model`` under ``config``, or None for the torch engine.
+
+    ``auto`` takes the spec's kernel where it has one for the loss and the device is the CPU,
+    in a run of one process; ``kernel`` insists on it."""
+    if config.engine == "torch" or (config.engine == "auto" and distributed.active()):
+        return None
+    on_cpu = resolve_device(config.device).type == "cpu"
+    kernel = spec.kernel(model, config.loss) if on_cpu else None
+    if kernel is None and config.engine == "kernel":
+        where = "" if on_cpu else f" on {config.device}"
+        raise ConfigError(f"the {spec.name} model has no compiled kernel for the "
+                          f"{config.loss} loss{where}; use --engine torch or auto")
+    return kernel
 
 
 def train_model(spec: ModelSpec, model_config, shape: Shape, train: Ratings, config: TrainConfig,
@@ -231,5 +256,7 @@ def train_model(spec: ModelSpec, model_config, shape: Shape, train: Ratings, con
     initialise(model, config.init, torch.Generator().manual_seed(seed))
     history = fit(model, train, config, seed=seed + 1, shape=shape, valid=valid,
                   needs=spec.capabilities.needs, uses=spec.capabilities.uses,
-                  progress=progress, on_epoch=on_epoch, checkpoints=checkpoints)
+                  progress=progress, on_epoch=on_epoch, checkpoints=checkpoints,
+                  kernel=None if checkpoints is not None and config.engine == "auto"
+                  else choose_kernel(spec, model, config))
     return model, history

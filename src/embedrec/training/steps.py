@@ -1,0 +1,78 @@
+"""How the trainer takes its steps: standard PyTorch, or a model's compiled kernel.
+
+Both run a range of batches of one epoch's permutation and return the summed loss over their
+rows (the loss times each batch's length), so the epoch loop, validation and early stopping
+around them are one and the same.
+
+- ``TorchSteps``: ``optimizer.zero_grad(); loss = objective(model, batch); loss.backward();
+  optimizer.step()``: any model, loss and device, and what distributed training wraps.
+- ``KernelSteps``: a model spec's fused kernel (``ModelSpec.kernel``, numba, CPU, the MSE loss):
+  the same batches, the same batch semantics and Adam arithmetic, in one compiled pass per run of
+  steps. It trains the model's own weights in place.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from embedrec.errors import TrainingError
+from embedrec.training.batches import RowTensors
+from embedrec.training.config import TrainConfig
+
+
+class LossNotFinite(TrainingError):
+    """The loss became NaN or infinite."""
+
+
+class TorchSteps:
+    def __init__(self, model, objective, optimizer, rows: RowTensors, sampling: torch.Generator):
+        self.model, self.objective, self.optimizer = model, objective, optimizer
+        self.rows, self.sampling = rows, sampling
+
+    def run(self, perm: torch.Tensor, epoch: int, first: int, n_steps: int, batch_size: int) -> float:
+        total = 0.0
+        for s in range(first, first + n_steps):
+            batch = self.rows.take(perm[s * batch_size:(s + 1) * batch_size])
+            if self.objective.sampler is not None:
+                batch["negatives"] = self.objective.sampler(batch, self.sampling)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss = self.objective(self.model, batch)
+            loss.backward()
+            self.optimizer.step()
+            value = loss.item()
+            if not math.isfinite(value):
+                raise LossNotFinite(f"loss became {value} at epoch {epoch}, step {s + 1}")
+            total += value * len(batch["users"])
+        return total
+
+    def sync(self) -> None:
+        pass
+
+
+class KernelSteps:
+    def __init__(self, kernel, rows: RowTensors, config: TrainConfig, max_steps: int):
+        from embedrec.kernels.tables import Settings
+
+        self.kernel = kernel
+        self.users = rows.columns["users"].numpy()
+        self.items = rows.columns["items"].numpy()
+        self.ratings = rows.columns["ratings"].numpy()
+        kernel.bind(Settings(lr=config.lr, beta1=config.beta1, beta2=config.beta2, eps=config.eps,
+                             l2=config.l2, dense=config.updates == "dense",
+                             batch_size=config.batch_size, threads=config.threads,
+                             max_steps=max_steps))
+
+    def run(self, perm: torch.Tensor, epoch: int, first: int, n_steps: int, batch_size: int) -> float:
+        order = np.ascontiguousarray(perm.numpy())
+        sse, _ = self.kernel.run(order, self.users, self.items, self.ratings,
+                                 first * batch_size, n_steps)
+        if not math.isfinite(sse):
+            raise LossNotFinite(f"loss became {sse} at epoch {epoch}, between steps {first + 1} "
+                                f"and {first + n_steps}")
+        return sse
+
+    def sync(self) -> None:
+        self.kernel.sync()

@@ -1,0 +1,182 @@
+"""The compiled kernels train exactly what the torch steps train, from any thread count."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from embedrec.errors import ConfigError, TrainingError
+from embedrec.kernels import counter
+from embedrec.kernels.factors import FactorKernel
+from embedrec.kernels.tables import Settings
+from embedrec.models.init import initialise
+from embedrec.models.registry import get
+from embedrec.models.spec import Shape
+from embedrec.training.config import TrainConfig
+from embedrec.training.trainer import choose_kernel, fit
+from tests.conftest import make_ratings
+
+
+@pytest.fixture(scope="module")
+def data():
+    return make_ratings(40, 30, 0.6)
+
+
+def trained(name, data, config, *, seed=1):
+    """A model of ``name`` initialised from seed 0 and trained under ``config``."""
+    spec = get(name)
+    shape = Shape(data.n_users, data.n_items, data.scale)
+    model = spec.build(spec.config(), shape)
+    initialise(model, "keras_he_normal", torch.Generator().manual_seed(0))
+    history = fit(model, data, config, seed=seed, shape=shape,
+                  kernel=choose_kernel(spec, model, config))
+    return model, history
+
+
+def relative_difference(a, b) -> float:
+    return float(np.abs(a - b).max() / np.abs(a).max())
+
+
+@pytest.mark.parametrize("name", ["dot", "biased", "mlp"])
+@pytest.mark.parametrize("updates", ["lazy", "dense"])
+@pytest.mark.parametrize("batch_size", [16, 600])  # 600: the parallel twin on 2 threads
+def test_kernel_matches_torch_steps(data, name, updates, batch_size):
+    config = TrainConfig(epochs=2, batch_size=batch_size, lr=1e-2, l2=1e-3, updates=updates,
+                         threads=2)
+    torch_model, torch_history = trained(name, data, replace(config, engine="torch"))
+    kernel_model, kernel_history = trained(name, data, replace(config, engine="kernel"))
+    assert (torch_history.engine, kernel_history.engine) == ("torch", "kernel")
+    assert kernel_history.steps == torch_history.steps
+    for key, value in torch_model.state_dict().items():
+        other = kernel_model.state_dict()[key]
+        assert relative_difference(value.numpy(), other.numpy()) < 1e-4, key
+        assert not torch.equal(value, get_initial(name, data)[key]), f"{key} was not trained"
+    for a, b in zip(torch_history.epochs, kernel_history.epochs):
+        assert a["train_mse"] == pytest.approx(b["train_mse"], rel=1e-4)
+
+
+def get_initial(name, data):
+    spec = get(name)
+    model = spec.build(spec.config(), Shape(data.n_users, data.n_items, data.scale))
+    initialise(model, "keras_he_normal", torch.Generator().manual_seed(0))
+    return model.state_dict()
+
+
+@pytest.mark.parametrize("name", ["biased", "mlp"])
+def test_thread_count_changes_nothing_beyond_rounding(data, name):
+    config = TrainConfig(epochs=2, batch_size=600, lr=1e-2, l2=1e-3, engine="kernel",
+                         updates="dense")
+    one, _ = trained(name, data, replace(config, threads=1))
+    two, _ = trained(name, data, replace(config, threads=2))
+    for key, value in one.state_dict().items():
+        np.testing.assert_allclose(value.numpy(), two.state_dict()[key].numpy(), rtol=1e-6,
+                                   atol=1e-7, err_msg=key)
+
+
+def test_same_seed_same_numbers_other_seed_other_numbers(data):
+    config = TrainConfig(epochs=1, batch_size=32, engine="kernel")
+    a, _ = trained("mlp", data, config, seed=5)
+    b, _ = trained("mlp", data, config, seed=5)
+    c, _ = trained("mlp", data, config, seed=6)
+    for key, value in a.state_dict().items():
+        assert torch.equal(value, b.state_dict()[key]), key
+    assert not torch.equal(a.head[1].weight, c.head[1].weight)
+
+
+def test_one_step_by_hand():
+    """V1 on 2 users and 2 items with one factor: one batch, Keras-Adam, L2 on the rows."""
+    P = np.array([[1.0], [2.0]], dtype=np.float32)
+    Q = np.array([[3.0], [4.0]], dtype=np.float32)
+    lr, b1, b2, eps, l2 = 0.1, 0.9, 0.999, 1e-7, 0.01
+    kernel = FactorKernel(P, Q)
+    kernel.bind(Settings(lr=lr, beta1=b1, beta2=b2, eps=eps, l2=l2, dense=False, batch_size=2,
+                         threads=1, max_steps=1))
+    users, items = np.array([0, 1]), np.array([0, 1])
+    ratings = np.array([5.0, 7.0], dtype=np.float32)
+    sse, steps = kernel.run(np.array([0, 1]), users, items, ratings, 0, 5)
+    assert steps == 1  # only one batch there
+    assert sse == pytest.approx((3 - 5) ** 2 + (8 - 7) ** 2)
+    # mean loss: d/dpred = 2 * err / 2 = err; gradient of P[u] is err * Q[i] (+ 2 l2 P[u])
+    alpha = lr * np.sqrt(1 - b2) / (1 - b1)
+    for w, other, err, out in ((1.0, 3.0, -2.0, P[0, 0]), (2.0, 4.0, 1.0, P[1, 0]),
+                               (3.0, 1.0, -2.0, Q[0, 0]), (4.0, 2.0, 1.0, Q[1, 0])):
+        g = err * other + 2 * l2 * w
+        m, v = (1 - b1) * g, (1 - b2) * g * g
+        assert out == pytest.approx(w - alpha * m / (np.sqrt(v) + eps), rel=1e-6)
+
+
+def test_dense_kernel_moves_rows_outside_the_batch():
+    """Dense updates: a row no batch touches still shrinks under L2, exactly as per step."""
+    P = np.array([[1.0], [0.5]], dtype=np.float32)
+    Q = np.array([[1.0]], dtype=np.float32)
+    lr, b1, b2, eps, l2 = 0.01, 0.9, 0.999, 1e-7, 0.1
+    kernel = FactorKernel(P, Q)
+    kernel.bind(Settings(lr=lr, beta1=b1, beta2=b2, eps=eps, l2=l2, dense=True, batch_size=1,
+                         threads=1, max_steps=3))
+    kernel.run(np.zeros(3, dtype=np.int64), np.zeros(3, dtype=np.int64),
+               np.zeros(3, dtype=np.int64), np.ones(3, dtype=np.float32), 0, 3)
+    kernel.sync()
+    w, m, v = 0.5, 0.0, 0.0
+    for t in (1, 2, 3):  # user 1: only its L2 gradient, every step
+        g = 2 * l2 * w
+        m, v = b1 * m + (1 - b1) * g, b2 * v + (1 - b2) * g * g
+        w -= lr * np.sqrt(1 - b2 ** t) / (1 - b1 ** t) * m / (np.sqrt(v) + eps)
+    assert P[1, 0] == pytest.approx(w, rel=1e-6)
+    assert P[1, 0] < 0.5
+
+
+def test_dropout_masks_are_the_counters(data):
+    module = get("mlp").build(get("mlp").config(), Shape(3, 3, (0.5, 5.0))).head[3]
+    module.reseed(11)
+    module.train()
+    x = torch.ones(64, 10)
+    first, second = module(x), module(x)
+    assert module.calls == 2
+    expected = counter.keep_mask(11, 1, 640, module.p).reshape(64, 10)
+    assert torch.equal(second != 0, torch.from_numpy(expected))
+    assert not torch.equal(first, second)
+    np.testing.assert_allclose(second[second != 0].numpy(), 1 / (1 - module.p), rtol=1e-6)
+
+
+def test_counter_draws_agree_between_numpy_and_numba():
+    from numba import njit
+
+    @njit
+    def masks(seed, call, n, cut):
+        key = counter.call_key(seed, call)
+        return np.array([counter.draw(key, e) >= cut for e in range(n)])
+
+    for seed, call, p in ((0, 0, 0.5), (123, 7, 0.05), (2**40, 99, 0.3)):
+        expected = counter.keep_mask(seed, call, 1001, p)
+        np.testing.assert_array_equal(masks(seed, call, 1001, counter.threshold(p)), expected)
+    keep = counter.keep_mask(3, 0, 200_000, 0.25)
+    assert keep.mean() == pytest.approx(0.75, abs=0.005)
+
+
+def test_engines_are_chosen_by_the_spec(data):
+    shape = Shape(data.n_users, data.n_items, data.scale)
+    model = get("biased").build(get("biased").config(), shape)
+    assert choose_kernel(get("biased"), model, TrainConfig()) is not None
+    assert choose_kernel(get("biased"), model, TrainConfig(engine="torch")) is None
+    assert choose_kernel(get("biased"), model, TrainConfig(loss="bpr")) is None
+    hybrid = get("hybrid_mf")
+    assert choose_kernel(hybrid, hybrid.build(hybrid.config(), shape), TrainConfig()) is None
+    with pytest.raises(ConfigError, match="hybrid_mf model has no compiled kernel"):
+        choose_kernel(hybrid, hybrid.build(hybrid.config(), shape), TrainConfig(engine="kernel"))
+
+
+def test_old_engine_names_mean_torch_with_their_updates():
+    assert (TrainConfig(engine="fast").engine, TrainConfig(engine="fast").updates) == ("torch", "lazy")
+    assert (TrainConfig(engine="exact").engine, TrainConfig(engine="exact").updates) == ("torch", "dense")
+    assert TrainConfig.from_dict(TrainConfig(engine="exact").to_dict()).updates == "dense"
+    with pytest.raises(ConfigError, match="unknown updates"):
+        TrainConfig(updates="sometimes")
+
+
+def test_a_diverging_kernel_says_so(data):
+    with pytest.raises(TrainingError, match="loss became .* lower the learning rate"):
+        trained("dot", data, TrainConfig(epochs=1, batch_size=8, lr=1e20, engine="kernel"))
