@@ -21,8 +21,9 @@ How a run is split between ranks (see ``docs/scaling.md``):
   touched rows of every table plus the dense layers' gradients (three collectives a step).
   Both give the same update, bit for bit; ``rows`` was faster on 2 ranks
   (``benchmarks/distributed.py``), and NCCL has no sparse all-reduce, so ``sync="auto"`` (the
-  default, ``EMBEDREC_GRAD_SYNC``) takes ``rows`` for the lazy engine and on GPUs, DDP for the
-  exact engine's dense gradients on CPUs.
+  default, ``EMBEDREC_GRAD_SYNC``) takes ``rows`` for lazy updates and on GPUs, DDP for
+  dense updates on CPUs. Distributed runs take the torch engine (``TorchSteps``' rank form,
+  ``ShardSteps``); the compiled kernel engine trains in one process.
 - **Randomness.** Dropout masks and negative samples draw from generators seeded per rank
   (``rank_seed``); rank 0 uses the one-process seeds.
 - **Decisions.** Validation runs on rank 0 only and its metrics are broadcast; the
