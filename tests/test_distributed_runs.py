@@ -151,3 +151,38 @@ def test_killed_rank_stops_the_other_and_resume_finishes(runs):
     assert abs(_rmse(out) - _rmse(root / "two")) < 0.002
     a, b = _weights(out), _weights(root / "two")
     assert max(float(np.abs(a[k] - b[k]).max()) for k in a) < 1e-4
+
+
+def test_parquet_folder_each_rank_reads_its_row_groups(runs, tmp_path):
+    """`embedrec train --nproc 2` on a folder of Parquet files: each rank reads its row groups,
+    rank 0 alone writes a model whose seen lists hold every rank's rows."""
+    import pandas as pd
+
+    from embedrec.data.shards import write_parquet_folder
+    from embedrec.persistence import load_model
+
+    frame = pd.read_csv(runs["data"] / "ratings.csv")
+    folder = write_parquet_folder(frame, tmp_path / "pq", files=2, row_group_rows=1000)
+    for f in runs["logs"].iterdir():
+        f.unlink()
+    args = ["train", "--model", "biased", "--epochs", "2", "--batch-size", "64", "--seed", "4",
+            "--data", str(folder), "--out", str(tmp_path / "model")]
+    two = _embedrec(args + ["--nproc", "2"], runs["env"] | {"EMBEDREC_TEST_WATCH": str(tmp_path)})
+    assert two.returncode == 0, two.stderr
+    assert "5,000 ratings in Parquet row groups, 2,500 read by rank 0 of 2" in two.stdout
+    bundle = load_model(tmp_path / "model")
+    assert int(bundle.manifest["n_train"]) + int(bundle.manifest["n_valid"]) == len(frame)
+    assert sum(len(bundle.seen(u)) for u in range(len(bundle.user_map))) == len(frame)
+    writes = {f.name: json.loads(f.read_text()) for f in runs["logs"].iterdir()}
+    assert writes["writes-rank1.json"] == [] and writes["writes-rank0.json"]
+    # the same folder in one process (every row group): a model of the same quality
+    one = load_model(_train_here(args[:-2] + ["--out", str(tmp_path / "one")], tmp_path / "one"))
+    last = [b.manifest["history"][-1]["train_mse"] for b in (bundle, one)]
+    assert abs(last[0] - last[1]) < 0.1 * last[1]
+
+
+def _train_here(args, out):
+    from embedrec.cli import main
+
+    assert main(args) == 0
+    return out

@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 
 from embedrec.data.dataset import Ratings
+from embedrec.data.shards import is_shard
+from embedrec.errors import ConfigError
 from embedrec.data.split import Split, check_size, kfold, make_split, validation_rows
 from embedrec.evaluation.scoring import score_bundle
 from embedrec.recommender import topn_device
@@ -148,6 +150,9 @@ def train_bundle(data: Ratings, name: str, preset: Preset, *, seed: int = 0,
     ``checkpoints`` (``training.checkpoint.Checkpoints``): checkpoint every epoch, resume.
     """
     get_spec(name)  # an unknown name fails before any work
+    if is_shard(data):
+        return _train_shard(data, name, preset, seed=seed, split=split, progress=progress,
+                            checkpoints=checkpoints)
     rows, test_rows = np.arange(len(data)), None
     if split is not None:
         sp = splits(data, preset, split)[0]
@@ -159,6 +164,50 @@ def train_bundle(data: Ratings, name: str, preset: Preset, *, seed: int = 0,
                          n_ratings=len(data), split=split)
     fitted, bundle, metrics, _ = run_one(name, fold, preset, seed=seed, fallback=fallback,
                                          progress=progress, checkpoints=checkpoints)
+    _describe(bundle, data, fold, fitted, preset, seed=seed, split=split, metrics=metrics)
+    return bundle
+
+
+def _train_shard(data: Ratings, name: str, preset: Preset, *, seed: int, split: str | None,
+                 progress: StepProgress | None, checkpoints) -> ModelBundle | None:
+    """``train_bundle`` on this rank's Parquet row groups (``data.shards``): every rank trains
+    on its rows (each carves its own validation rows; rank 0 validates on its own), then rank
+    0 gathers every rank's rows and builds the model folder's bundle (fallback biases, movies
+    seen) from all of them. Returns the bundle on rank 0, None elsewhere."""
+    from embedrec.data.shards import gather_rows
+
+    if split is not None:
+        raise ConfigError("--split needs every row in one process; a Parquet folder read by "
+                          "rank trains on all its rows")
+    fold = make_fold(data, np.arange(len(data)), None,
+                     valid_fraction=preset.split.valid_fraction, seed=seed)
+    if checkpoints is not None:
+        checkpoints.bind(dataset=data.name, n_ratings_this_rank=len(data), split=None)
+    fitted = fit_model(name, fold, preset, seed=seed, progress=progress, checkpoints=checkpoints)
+    empty = data.take(np.zeros(0, dtype=np.int64))
+    train = gather_rows(fold.train)  # collectives: every rank gathers, rank 0 receives
+    valid = gather_rows(fold.valid if fold.valid is not None else empty)
+    if train is None:
+        return None
+    seen = _concat(train, valid)
+    whole = Fold(number=1, train=train, valid=valid if len(valid) else None, seen=seen, test=None)
+    bundle = bundle_of(fitted, whole, fit_fallback(whole, preset))
+    _describe(bundle, seen, whole, fitted, preset, seed=seed, split=None, metrics={})
+    return bundle
+
+
+def _concat(a: Ratings, b: Ratings) -> Ratings:
+    """The rows of ``a`` then those of ``b`` (the same id maps) as one Ratings."""
+    stamps = (None if a.timestamps is None or b.timestamps is None
+              else np.concatenate([a.timestamps, b.timestamps]))
+    return Ratings(users=np.concatenate([a.users, b.users]), items=np.concatenate([a.items, b.items]),
+                   ratings=np.concatenate([a.ratings, b.ratings]), timestamps=stamps,
+                   user_map=a.user_map, item_map=a.item_map, scale=a.scale, name=a.name,
+                   item_info=a.item_info, source=a.source)
+
+
+def _describe(bundle: ModelBundle, data: Ratings, fold: Fold, fitted: Fitted, preset: Preset, *,
+              seed: int, split: str | None, metrics: dict) -> None:
     history = fitted.history
     bundle.manifest |= {
         "dataset": data.name, "dataset_md5": data.source.get("md5"), "split": split,
@@ -174,4 +223,3 @@ def train_bundle(data: Ratings, name: str, preset: Preset, *, seed: int = 0,
                      else preset.split.test_fraction,
                      "relevance_threshold": preset.evaluation.relevance_threshold},
     }
-    return bundle

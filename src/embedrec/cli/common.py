@@ -78,7 +78,16 @@ def load_data(dataset: str, data: Path | None, *, download: bool = True,
 
 def _load_data(dataset: str, data: Path | None, *, download: bool = True,
                items: Path | None = None, scale: str | None = None, id_type: str = "auto",
-               duplicates: str = "last", **file_options):
+               duplicates: str = "last", by_rank: bool = False, **file_options):
+    from embedrec.data.shards import is_parquet_folder
+
+    if dataset is None and data is not None and is_parquet_folder(data):
+        from embedrec.data.shards import read_rank_shard
+        from embedrec.training import distributed
+
+        if by_rank:  # under torchrun each rank reads only its row groups (a collective)
+            return read_rank_shard(data, distributed.rank(), distributed.world())
+        return read_rank_shard(data)
     from embedrec.data import load_movielens, load_ratings_file
     from embedrec.data.load import is_release_folder, parse_scale, release_of_folder
 

@@ -87,10 +87,15 @@ def train(
     folder = checkpoints or (out_dir.with_name(out_dir.name + ".checkpoints") if resume else None)
     with distributed.session(chosen.train.device):
         writer = distributed.is_writer()
-        ratings = distributed.writer_first(  # rank 0 downloads and builds caches first
-            lambda: load_data(dataset, data, download=not no_download, items=items, scale=scale,
-                              id_type=id_type, duplicates=duplicates, report=writer),
-            "the data")
+        load = lambda: load_data(dataset, data, download=not no_download,  # noqa: E731
+                                 items=items, scale=scale, id_type=id_type,
+                                 duplicates=duplicates, report=writer, by_rank=True)
+        from embedrec.data.shards import is_parquet_folder
+
+        # a Parquet folder: every rank reads its row groups at once; else rank 0 downloads and
+        # builds the cache first
+        ratings = (load() if data is not None and is_parquet_folder(data)
+                   else distributed.writer_first(load, "the data"))
         with progress_bar() as bar:
             task = bar.add_task(f"training {model}", total=None)
             bundle = train_bundle(

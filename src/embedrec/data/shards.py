@@ -131,6 +131,32 @@ def read_rank_shard(folder: str | Path, rank: int = 0, world: int = 1) -> Rating
                                    "rows": [int(e[3]) for e in everyone]}})
 
 
+def is_parquet_folder(path) -> bool:
+    """A folder of ``*.parquet`` files (and no MovieLens ``ratings.csv``)."""
+    path = Path(path)
+    return path.is_dir() and not (path / "ratings.csv").exists() and any(path.glob("*.parquet"))
+
+
+def gather_rows(data: Ratings) -> Ratings | None:
+    """Every rank's rows of ``data`` (a shard) on rank 0, as one Ratings with the same id maps;
+    None on the other ranks (a collective). Rank 0 alone then holds all rows: it needs them to
+    write the model (the movies each user has seen, the fallback's biases)."""
+    from embedrec.training import distributed
+
+    parts = distributed.gather_to_writer(
+        (data.users, data.items, data.ratings, data.timestamps))
+    if parts is None:
+        return None
+    stamps = [p[3] for p in parts]
+    source = {k: v for k, v in data.source.items() if k != SHARD}
+    return Ratings(users=np.concatenate([p[0] for p in parts]),
+                   items=np.concatenate([p[1] for p in parts]),
+                   ratings=np.concatenate([p[2] for p in parts]),
+                   timestamps=None if any(t is None for t in stamps) else np.concatenate(stamps),
+                   user_map=data.user_map, item_map=data.item_map, scale=data.scale,
+                   name=data.name, item_info=data.item_info, source=source)
+
+
 def is_shard(data: Ratings) -> bool:
     """Whether ``data`` holds one rank's rows only (and the other ranks hold the rest)."""
     shard = (data.source or {}).get(SHARD)

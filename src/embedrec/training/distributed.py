@@ -276,6 +276,15 @@ def gather(value: Any) -> list:
     return out
 
 
+def gather_to_writer(value: Any) -> list | None:
+    """Every rank's (picklable) ``value`` on rank 0, in rank order; None on the others."""
+    if _active is None:
+        return [value]
+    out: list | None = [None] * _active.world if _active.is_writer else None
+    dist.gather_object(value, out, dst=0, group=_active.control)
+    return out
+
+
 def all_sum(values: list[float]) -> list[float]:
     if _active is None:
         return list(values)
