@@ -504,7 +504,7 @@ def allreduce_rows(sparse: list[torch.Tensor], dense: list[torch.Tensor], world_
     unions: list[torch.Tensor] = []
     if groups:
         local = torch.tensor([len(rows) for rows, _ in groups], device=device)
-        dist.all_gather_into_tensor(counts, local)
+        _all_gather(counts, local)
         longest = counts.view(world_size, len(groups)).max(0).values.tolist()
         padded = torch.full((sum(longest),), -1, dtype=torch.long, device=device)
         offsets = [0]
@@ -512,7 +512,7 @@ def allreduce_rows(sparse: list[torch.Tensor], dense: list[torch.Tensor], world_
             padded[offsets[-1]:offsets[-1] + len(rows)] = rows
             offsets.append(offsets[-1] + n)
         gathered = torch.empty(world_size * len(padded), dtype=torch.long, device=device)
-        dist.all_gather_into_tensor(gathered, padded)
+        _all_gather(gathered, padded)
         gathered = gathered.view(world_size, -1)
         for k in range(len(groups)):
             ids = gathered[:, offsets[k]:offsets[k + 1]].reshape(-1)
@@ -545,6 +545,12 @@ def allreduce_rows(sparse: list[torch.Tensor], dense: list[torch.Tensor], world_
         out_dense.append(flat[at:at + d.numel()].view(d.shape))
         at += d.numel()
     return out_sparse, out_dense
+
+
+def _all_gather(output: torch.Tensor, value: torch.Tensor) -> None:
+    """Every rank's ``value`` concatenated into ``output`` (torch's current name for it)."""
+    gather = getattr(dist, "all_gather_single", None) or dist.all_gather_into_tensor
+    gather(output, value)
 
 
 def sync_rows(grad: torch.Tensor, world_size: int) -> torch.Tensor:
