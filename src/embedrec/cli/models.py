@@ -82,6 +82,9 @@ def train(
     chosen = chosen.with_model_settings(parse_settings(settings))
     if nproc > 1 and not distributed.launched():  # start the ranks; each runs this command
         distributed.per_rank_batch(chosen.train_config(model).batch_size, nproc)
+        if chosen.train_config(model).engine == "kernel":
+            raise EmbedrecError("--engine kernel trains in one process; use --engine torch "
+                                "(or auto) with --nproc")
         distributed.launch(nproc, distributed.without_option(ARGV, "--nproc"))
         return
     folder = checkpoints or (out_dir.with_name(out_dir.name + ".checkpoints") if resume else None)

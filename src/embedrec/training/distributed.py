@@ -572,7 +572,7 @@ def launch(nproc: int, args: list[str], *, max_restarts: int = 0) -> int:
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
-    logging.getLogger("torch.distributed.elastic").setLevel(logging.ERROR)
+    logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)  # one line below
     config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=nproc,
                           run_id=str(uuid.uuid4()), rdzv_backend="c10d",
                           rdzv_endpoint="127.0.0.1:0", max_restarts=max_restarts,
@@ -587,11 +587,12 @@ def launch(nproc: int, args: list[str], *, max_restarts: int = 0) -> int:
         first_rank, failure = failures[0]
         how = (f"signal {failure.signal_name()}" if failure.exitcode < 0
                else f"exit code {failure.exitcode}")
+        hint = ("; rerun with --resume to continue from the last checkpoint"
+                if any(a.startswith(("--checkpoints", "--resume")) for a in args) else "")
         raise DistributedError(
             f"rank {first_rank} of {nproc} failed ({how}); "
             f"{'the other ranks stopped' if nproc > 1 else 'stopped'}"
-            f"{'' if len(failures) == 1 else f' ({len(failures)} ranks failed)'}; rerun with "
-            f"--resume to continue from the last checkpoint") from None
+            f"{'' if len(failures) == 1 else f' ({len(failures)} ranks failed)'}{hint}") from None
     return 0
 
 
