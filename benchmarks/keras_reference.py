@@ -16,10 +16,10 @@ from pathlib import Path
 
 os.environ.setdefault("KERAS_BACKEND", "torch")
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from keras import layers, regularizers  # noqa: E402
+import keras
+import numpy as np
+import pandas as pd
+from keras import layers, regularizers
 
 
 def load(root: Path):

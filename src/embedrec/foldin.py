@@ -89,12 +89,13 @@ def score_new_user(bundle: ModelBundle, fit: FoldIn) -> np.ndarray:
 def top_for_new_user(bundle: ModelBundle, rated: list[tuple[object, float]], k: int = 10
                      ) -> tuple[np.ndarray, np.ndarray, FoldIn]:
     """Top-k item indices and predicted ratings for a new user, and the fold-in behind them.
-    The movies they rated, and movies without training ratings, are not candidates."""
+    The movies they rated, and movies the model cannot score itself
+    (``ModelBundle.candidate_items``), are not candidates."""
     check_k(k)
     fit = fold_in(bundle, rated)
     scores = bundle.scored.score_user(fit.params)
     scores[fit.items] = -np.inf
-    scores[~bundle.known_items()] = -np.inf
+    scores[~bundle.candidate_items()] = -np.inf
     best = top_k(scores[None, :], k)[0]
     best = best[np.isfinite(scores[best])]
     return best, bundle.scored.to_rating(scores[best]), fit

@@ -124,7 +124,15 @@ class ModelBundle:
         return counts > 0
 
     def known_items(self) -> np.ndarray:
+        """Movies with training ratings."""
         return self.item_counts > 0
+
+    def candidate_items(self) -> np.ndarray:
+        """Movies a recommendation list may hold: those with training ratings and, for a model
+        that scores movies from their features (``cold_items_from_features``), the movies
+        without training ratings that it can score (e.g. the hybrid's, from genres and release
+        year). The one rule for every list: recommend, fold-in, the service and evaluation."""
+        return self.scored.scorable_items
 
     @property
     def shape(self) -> Shape:

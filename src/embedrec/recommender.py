@@ -2,9 +2,10 @@
 
 Scores are computed for the whole catalogue at once (a user against every item), seen items are
 masked, and the top k are picked with ``argpartition`` (for many users, by a compiled kernel
-on every core: ``recommend_all``). Items with no training rating are never
-candidates, and users the model was not fitted on are ranked by the bias fallback, never by an
-untrained embedding. New users (fold-in) live in ``embedrec.foldin``. Everything here is numpy:
+on every core: ``recommend_all``). Items with no training rating are candidates only for a
+model that scores them from their features (``ModelBundle.candidate_items``), and users the
+model was not fitted on are ranked by the bias fallback, never by an untrained embedding. New
+users (fold-in) live in ``embedrec.foldin``. Everything here is numpy:
 no torch is needed to recommend.
 """
 
@@ -127,11 +128,11 @@ def top_k(scores: np.ndarray, k: int) -> np.ndarray:
 
 
 def _mask_seen(bundle: ModelBundle, users: np.ndarray, scores: np.ndarray) -> None:
-    """Remove each user's training movies, and movies without training ratings (the model
-    knows nothing of them), from the candidates."""
+    """Remove each user's training movies, and movies the model cannot score itself (no
+    training ratings, and no features it scores them from), from the candidates."""
     for row, u in enumerate(users):
         scores[row, bundle.seen(u)] = -np.inf
-    scores[:, ~bundle.known_items()] = -np.inf
+    scores[:, ~bundle.candidate_items()] = -np.inf
 
 
 def recommend(bundle: ModelBundle, user, k: int = 10, *, exclude_seen: bool = True) -> pd.DataFrame:
@@ -174,7 +175,7 @@ def _top_for_users_torch(bundle: ModelBundle, users: np.ndarray, k: int, exclude
         rows = np.repeat(np.arange(len(users)), [len(s) for s in seen])
         cols = np.concatenate(seen) if seen else np.zeros(0, dtype=np.int64)
         scores[torch.from_numpy(rows).to(device), torch.from_numpy(cols.astype(np.int64)).to(device)] = -np.inf
-        unknown = np.flatnonzero(~bundle.known_items())
+        unknown = np.flatnonzero(~bundle.candidate_items())
         if len(unknown):
             scores[:, torch.from_numpy(unknown).to(device)] = -np.inf
     values, best = torch.topk(scores, min(k, scores.shape[1]), dim=1)
@@ -220,7 +221,7 @@ def _top_compiled(bundle: ModelBundle, users: np.ndarray, k: int) -> tuple[np.nd
     best_scores = np.empty((len(users), k), dtype=scores.dtype)
     with _KERNEL_LOCK:
         masked_top_k(scores, users.astype(np.int64), bundle.seen_indptr,
-                     bundle.seen_items.astype(np.int64, copy=False), bundle.known_items(), k,
+                     bundle.seen_items.astype(np.int64, copy=False), bundle.candidate_items(), k,
                      best, best_scores)
     return _as_ratings(bundle, best, best_scores)
 

@@ -136,7 +136,7 @@ def test_fold_in_and_top_n_masking(name, fold):
     assert scores.shape == (len(ids),) and np.isfinite(scores).all()
     best, best_scores, _ = top_for_new_user(bundle, rated, k=5)
     assert not {0, 1, 2} & set(best.tolist())  # the movies they rated are not recommended
-    assert bundle.known_items()[best].all()  # nor movies nobody rated in training
+    assert bundle.candidate_items()[best].all()  # nor movies the model cannot score itself
     if bundle.scored.predicts_ratings:
         lo, hi = bundle.scale
         assert ((best_scores >= lo - 1e-4) & (best_scores <= hi + 1e-4)).all() or name == "dot"

@@ -110,6 +110,52 @@ def test_cold_movies_are_scored_from_features_and_the_rest_by_the_fallback(name,
     np.testing.assert_allclose(pred, fallback.predict(users, np.full(3, bare)), rtol=1e-6)
 
 
+def test_lists_hold_cold_movies_the_model_scores_from_features(data, tmp_path):
+    """Movie 900 (genres and a year, no training rating) may be recommended by the hybrid, at
+    the hybrid's own score; movie 901 (neither) never; a model without the capability
+    recommends neither. The same rule for a known user, every user, a new user and the
+    service."""
+    import httpx
+
+    from embedrec.foldin import top_for_new_user
+    from embedrec.recommender import recommend, recommend_all
+    from embedrec.serve import create_app
+    from tests.serve.conftest import LiveServer
+
+    fold = fold_of(data)
+    fallback = fit_fallback(fold, PRESET)
+    hybrid_bundle = load_model(save_model(
+        bundle_of(fit_model("hybrid_mf", fold, PRESET, seed=0), fold, fallback), tmp_path / "h"))
+    biased_bundle = bundle_of(fit_model("biased", fold, PRESET, seed=0), fold, fallback)
+    featured, bare = data.item_map.index(900), data.item_map.index(901)
+    n = len(data.item_map)
+    for bundle, listed in ((hybrid_bundle, {900}), (biased_bundle, set())):
+        candidates = bundle.candidate_items()
+        expected = bundle.known_items().copy()
+        expected[featured] = bool(listed)
+        np.testing.assert_array_equal(candidates, expected)
+        user = int(data.user_map.raw(0))
+        ids = set(recommend(bundle, user, k=n)["movieId"].tolist())
+        assert ids & {900, 901} == listed and len(ids) == int((candidates & ~np.isin(
+            np.arange(n), bundle.seen(0))).sum())
+        recs, _ = recommend_all(bundle, k=n)
+        assert all(set(data.item_map.raw(r[r >= 0]).tolist()) & {900, 901} == listed for r in recs)
+        best, _, _ = top_for_new_user(bundle, [(data.item_map.raw(0), 5.0)], k=n)
+        assert set(data.item_map.raw(best).tolist()) & {900, 901} == listed
+    # the hybrid's own rating for 900 (from its features), not the fallback's
+    frame = recommend(hybrid_bundle, int(data.user_map.raw(0)), k=n).set_index("movieId")
+    own = hybrid_bundle.scorer.predict(np.array([0]), np.array([featured]))[0]
+    assert frame.loc[900, "score"] == pytest.approx(float(own), abs=1e-4)
+    assert float(own) != pytest.approx(float(fallback.predict(np.array([0]), np.array([featured]))[0]), abs=1e-3)
+    with LiveServer(create_app(tmp_path / "h")) as live, httpx.Client(base_url=live.url, timeout=10) as client:
+        body = client.get(f"/users/{data.user_map.raw(0)}/recommendations", params={"k": n}).json()
+        movies = {m["movie_id"]: m for m in body["items"]}
+        assert 900 in movies and 901 not in movies and movies[900]["n_ratings"] == 0
+        body = client.post("/recommendations", json={"ratings": [
+            {"movie_id": int(data.item_map.raw(0)), "rating": 5}], "k": n}).json()
+        assert 900 in {m["movie_id"] for m in body["items"]}
+
+
 def test_time_at_prediction(data):
     fold = fold_of(data)
     bundle = bundle_of(fit_model("hybrid_mf", fold, PRESET, seed=0), fold, fit_fallback(fold, PRESET))
@@ -221,6 +267,14 @@ def test_the_service_predicts_at_a_given_time(data, tmp_path):
         assert early["predictions"][0]["rating"] == pytest.approx(float(expected), abs=1e-4)
         bad = client.post("/predict", json={"pairs": [pair], "timestamp": -5})
         assert bad.status_code == 422
+    # time switched off: the timestamp is ignored, and the answer says so (null)
+    timeless = PRESET.with_model_settings({"hybrid_mf": {"use_time": False}})
+    bundle = bundle_of(fit_model("hybrid_mf", fold, timeless, seed=0), fold, fit_fallback(fold, PRESET))
+    with LiveServer(create_app(bundle=bundle)) as live, httpx.Client(base_url=live.url, timeout=10) as client:
+        at = [client.post("/predict", json={"pairs": [pair], "timestamp": t}).json()
+              for t in (1_000_000_000, 1_200_000_000)]
+        assert at[0]["timestamp"] is None and at[1]["timestamp"] is None
+        assert at[0]["predictions"] == at[1]["predictions"]
 
 
 def test_compare_cli_runs_an_ablation_and_says_which_inputs_are_off(tmp_path, capsys):
@@ -241,3 +295,13 @@ def test_compare_cli_runs_an_ablation_and_says_which_inputs_are_off(tmp_path, ca
     text = capsys.readouterr().out
     assert "hybrid_mf: item_features: off, the data has none" in text
     assert "hybrid_mf +time: item_features: off, the data has none; timestamps: off" in text
+    # the report (rebuilt from the folder) holds the ablation table, and ablation.md the same rows
+    assert main(["report", str(out)]) == 0
+    summary = {row["model"]: row for row in json.loads((out / "summary.json").read_text())}
+    table = (out / "ablation.md").read_text().splitlines()
+    assert [line.split(" | ")[0].strip("|* ") for line in table[2:]] == list(summary)
+    genres_off = next(line for line in table if line.startswith("| hybrid_mf -genres |"))
+    delta = summary["hybrid_mf -genres"]["rmse"] - summary["hybrid_mf"]["rmse"]
+    assert f"| {summary['hybrid_mf -genres']['rmse']:.4f} ± 0.0000 | {delta:+.4f} |" in genres_off
+    page = (out / "report.html").read_text()
+    assert "<h2>Ablation</h2>" in page and "hybrid_mf +implicit</th>" in page

@@ -130,3 +130,40 @@ def test_report_states_paired_tests_with_ci_and_holm(folder):
             assert np.sqrt(np.mean((pred - truth) ** 2)) == pytest.approx(rec["rmse"], rel=1e-5)
         ndcg = preds["ndcg"][rec["model"]][1][rec["seed"]]
         assert np.nanmean(ndcg) == pytest.approx(rec["ndcg_at_k"], rel=1e-9)
+
+
+def test_ablation_table_from_hand_made_records():
+    """Rows: the other models first, then the ablated model and its variants; Δ RMSE and the
+    time ratio computed from the summary by hand."""
+    from embedrec.reports.ablation import ablation_markdown, ablation_rows
+
+    def rec(model, spec, settings, config):
+        return {"model": model, "spec": spec, "settings": settings, "config": config}
+
+    on = {"name": "hybrid_mf", "use_genres": True, "use_year": True, "use_time": False}
+    results = [rec("biased", "biased", {}, {"name": "biased", "n_factors": 50}),
+               rec("hybrid_mf", "hybrid_mf", {}, on),
+               rec("hybrid_mf -genres", "hybrid_mf", {"use_genres": False}, on | {"use_genres": False}),
+               rec("hybrid_mf +time", "hybrid_mf", {"use_time": True}, on | {"use_time": True})]
+
+    def row(model, rmse, seconds, cold=None):
+        keys = {"rmse": rmse, "rmse_cold": cold, "rmse_cold_fallback": 0.97 if cold else None,
+                "rmse_warm": rmse - 0.01, "train_seconds": seconds}
+        return {"model": model, "n_seeds": 3} | keys | {f"{k}_std": 0.001 for k in keys}
+
+    summary = [row("hybrid_mf +time", 0.84, 3.0, 0.91), row("biased", 0.85, 2.0),
+               row("hybrid_mf", 0.83, 2.5, 0.89), row("hybrid_mf -genres", 0.86, 4.0, 0.98)]
+    rows = ablation_rows(results, summary, {"models": ["biased", "hybrid_mf", "hybrid_mf -genres",
+                                                       "hybrid_mf +time"]})
+    assert [r["model"] for r in rows] == ["biased", "hybrid_mf", "hybrid_mf -genres", "hybrid_mf +time"]
+    assert [r["inputs"] for r in rows] == ["–", "ids, genres, year", "ids, year", "ids, genres, year, time"]
+    assert [r["change"] for r in rows] == ["", "", "genres off", "time on"]
+    assert rows[0]["delta_rmse"] is None and rows[1]["delta_rmse"] is None
+    assert rows[2]["delta_rmse"] == pytest.approx(0.03) and rows[3]["delta_rmse"] == pytest.approx(0.01)
+    assert [r["time_ratio"] for r in rows] == pytest.approx([1.0, 1.25, 2.0, 1.5])
+    lines = ablation_markdown(rows).splitlines()
+    assert lines[0].endswith("| train time / biased's |") and len(lines) == 6
+    assert lines[3] == ("| **hybrid_mf** | ids, genres, year | 0.8300 ± 0.0010 | – | 0.8900 ± 0.0010 | "
+                        "0.9700 ± 0.0010 | 0.8200 ± 0.0010 | 2.50 ± 0.00 | 1.25 |")
+    assert lines[4].startswith("| hybrid_mf -genres | ids, year | 0.8600 ± 0.0010 | +0.0300 |")
+    assert ablation_rows(results[:2], summary[1:3], {"models": ["biased", "hybrid_mf"]}) == []

@@ -29,6 +29,12 @@ DatasetOpt = Annotated[Optional[str], typer.Option(
 DataOpt = Annotated[Optional[Path], typer.Option(
     "--data", help="A release folder or zip, or your own ratings file (CSV/TSV/Parquet).")]
 NoDownloadOpt = Annotated[bool, typer.Option("--no-download", help="Never download.")]
+EngineOpt = Annotated[Optional[str], typer.Option(
+    help="auto (the compiled kernel where the model has one), kernel or torch; "
+         "fast / exact: torch with lazy / dense updates.")]
+UpdatesOpt = Annotated[Optional[str], typer.Option(
+    help="lazy (Adam and L2 on the batch's rows) or dense (every row, every step: "
+         "the reference's arithmetic).")]
 ItemsOpt = Annotated[Optional[Path], typer.Option(
     "--items", help="With your own ratings file: a CSV of item id, title (and genres).")]
 ScaleOpt = Annotated[Optional[str], typer.Option(

@@ -10,11 +10,10 @@ from rich.table import Table
 
 from embedrec.errors import EmbedrecError
 
-from embedrec.cli.common import (
-    DataOpt, DatasetOpt, DuplicatesOpt, IdTypeOpt, ItemsOpt, MlflowOpt, NoDownloadOpt,
-    PresetFileOpt, ScaleOpt, SetOpt, app, load_data, mean_std, model_names_help, out,
-    parse_settings, progress_bar, safe, split_models,
-)
+from embedrec.cli.common import (DataOpt, DatasetOpt, DuplicatesOpt, EngineOpt, IdTypeOpt,
+                                 ItemsOpt, MlflowOpt, NoDownloadOpt, PresetFileOpt, ScaleOpt,
+                                 SetOpt, UpdatesOpt, app, load_data, mean_std, model_names_help,
+                                 out, parse_settings, progress_bar, safe, split_models)
 
 RATING_COLUMNS = [("RMSE", "rmse", 4), ("MAE", "mae", 4), ("RMSE warm", "rmse_warm", 4),
                   ("RMSE cold", "rmse_cold", 4), ("cold, fallback only", "rmse_cold_fallback", 4),
@@ -92,12 +91,8 @@ def compare(
     seeds: Annotated[int, typer.Option(min=1, help="Model seeds per model.")] = 3,
     epochs: Annotated[Optional[int], typer.Option(min=1)] = None,
     batch_size: Annotated[Optional[int], typer.Option(min=1)] = None,
-    engine: Annotated[Optional[str], typer.Option(
-        help="auto (the compiled kernel where the model has one), kernel or torch; "
-             "fast / exact: torch with lazy / dense updates.")] = None,
-    updates: Annotated[Optional[str], typer.Option(
-        help="lazy (Adam and L2 on the batch's rows) or dense (every row, every step: "
-             "the reference's arithmetic).")] = None,
+    engine: EngineOpt = None,
+    updates: UpdatesOpt = None,
     device: Annotated[Optional[str], typer.Option(help="cpu, cuda or auto.")] = None,
     settings: SetOpt = [],
     lr: Annotated[Optional[float], typer.Option(help="Adam learning rate.")] = None,

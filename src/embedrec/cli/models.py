@@ -9,10 +9,10 @@ import numpy as np
 import typer
 from rich.table import Table
 
-from embedrec.cli.common import (
-    DataOpt, DatasetOpt, DuplicatesOpt, IdTypeOpt, ItemsOpt, NoDownloadOpt, PresetFileOpt, ScaleOpt,
-    SetOpt, app, cell, err, load_data, model_names_help, out, parse_settings, progress_bar,
-)
+from embedrec.cli.common import (DataOpt, DatasetOpt, DuplicatesOpt, EngineOpt, IdTypeOpt,
+                                 ItemsOpt, NoDownloadOpt, PresetFileOpt, ScaleOpt, SetOpt,
+                                 UpdatesOpt, app, cell, err, load_data, model_names_help, out,
+                                 parse_settings, progress_bar)
 from embedrec.errors import EmbedrecError
 
 
@@ -28,12 +28,8 @@ def train(
     seed: Annotated[int, typer.Option(help="Model seed.")] = 0,
     epochs: Annotated[Optional[int], typer.Option(min=1)] = None,
     batch_size: Annotated[Optional[int], typer.Option(min=1)] = None,
-    engine: Annotated[Optional[str], typer.Option(
-        help="auto (the compiled kernel where the model has one), kernel or torch; "
-             "fast / exact: torch with lazy / dense updates.")] = None,
-    updates: Annotated[Optional[str], typer.Option(
-        help="lazy (Adam and L2 on the batch's rows) or dense (every row, every step: "
-             "the reference's arithmetic).")] = None,
+    engine: EngineOpt = None,
+    updates: UpdatesOpt = None,
     device: Annotated[Optional[str], typer.Option(help="cpu, cuda or auto.")] = None,
     settings: SetOpt = [],
     items: ItemsOpt = None,

@@ -9,10 +9,9 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from embedrec.cli.common import (
-    DataOpt, DatasetOpt, ItemsOpt, MlflowOpt, NoDownloadOpt, PresetFileOpt, split_models, app,
-    err, load_data, model_names_help, out, parse_settings, SetOpt,
-)
+from embedrec.cli.common import (DataOpt, DatasetOpt, EngineOpt, ItemsOpt, MlflowOpt,
+                                 NoDownloadOpt, PresetFileOpt, SetOpt, UpdatesOpt, app, err,
+                                 load_data, model_names_help, out, parse_settings, split_models)
 
 DEFAULT_MODELS = "dot,biased,mlp"
 
@@ -32,12 +31,8 @@ def tune(
     preset: Annotated[str, typer.Option(help="Base preset: default, reference or large.")] = "default",
     preset_file: PresetFileOpt = None,
     epochs: Annotated[Optional[int], typer.Option(min=1, help="Most epochs per trial.")] = None,
-    engine: Annotated[Optional[str], typer.Option(
-        help="auto (the compiled kernel where the model has one), kernel or torch; "
-             "fast / exact: torch with lazy / dense updates.")] = None,
-    updates: Annotated[Optional[str], typer.Option(
-        help="lazy (Adam and L2 on the batch's rows) or dense (every row, every step: "
-             "the reference's arithmetic).")] = None,
+    engine: EngineOpt = None,
+    updates: UpdatesOpt = None,
     valid_fraction: Annotated[Optional[float], typer.Option(help="Validation share of train.")] = None,
     space: Annotated[Optional[Path], typer.Option(
         "--space", help="JSON search-space overrides: {model or '*': {param: {low, high, log} | "

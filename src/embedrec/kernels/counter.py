@@ -39,11 +39,21 @@ def call_key(seed, call):
 
 
 @register_jitable
+def word(key, element):
+    """The 64-bit hash that holds the draws of ``element`` and its three neighbours."""
+    return mix64(key + (np.uint64(element) >> _TWO) * STRIDE)
+
+
+@register_jitable
+def lane(hashed, element):
+    """``element``'s 16-bit draw out of its ``word``."""
+    return (hashed >> ((np.uint64(element) & _THREE) * _S16)) & _LOW16
+
+
+@register_jitable
 def draw(key, element):
     """The 16-bit draw of one element under a call's key (a scalar; numba compiles it)."""
-    e = np.uint64(element)
-    word = mix64(key + (e >> _TWO) * STRIDE)
-    return (word >> ((e & _THREE) * _S16)) & _LOW16
+    return lane(word(key, element), element)
 
 
 def threshold(p: float) -> int:

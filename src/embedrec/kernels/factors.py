@@ -14,17 +14,24 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from embedrec.kernels.adam import JIT, catch_up_pair, step_sizes, update_row
-from embedrec.kernels.tables import (RowTable, Settings, catch_up_side, group, hyper,
-                                     numba_threads, release, twins, work)
+from embedrec.kernels.adam import JIT, catch_up_pair, dot, step_sizes, update_row
+from embedrec.kernels.tables import (
+    RowTable,
+    Settings,
+    Twins,
+    catch_up_side,
+    gather_group,
+    hyper,
+    release,
+    twins,
+    work,
+)
 
 
 @njit(**JIT)
 def residual(P, Q, BU, BI, u, i, rating, use_bias, use_sigmoid, lo, hi, scale):
     """(d loss / d logit, squared error) of one example; ``scale`` = 2 / batch length."""
-    x = np.float32(0.0)
-    for f in range(P.shape[1]):
-        x += P[u, f] * Q[i, f]
+    x = dot(P[u], Q[i])
     if use_bias:
         x += BU[u, 0] + BI[i, 0]
     if use_sigmoid:
@@ -36,6 +43,19 @@ def residual(P, Q, BU, BI, u, i, rating, use_bias, use_sigmoid, lo, hi, scale):
     return scale * err, err * err
 
 
+@njit(**JIT)
+def row_sum(g, gb, members, other_ids, dx, other):
+    """One row's gradient: the sum over its examples (in batch order) of dx times the other
+    side's row, and of dx alone for its bias."""
+    g[:] = np.float32(0.0)
+    gb[0] = np.float32(0.0)
+    for j in members:
+        row = other[other_ids[j]]
+        for f in range(g.shape[0]):
+            g[f] += dx[j] * row[f]
+        gb[0] += dx[j]
+
+
 def _factor_steps(order, users, items, ratings, start, n_steps, batch_size,
                   P, Q, BU, BI, mP, vP, mQ, vQ, mBU, vBU, mBI, vBI, lastU, lastI,
                   step0, alphas, hyper, flags, slotU, slotI, work_i, work_f, gP, gBU, gQ, gBI):
@@ -45,13 +65,13 @@ def _factor_steps(order, users, items, ratings, start, n_steps, batch_size,
     order, so the serial (fused) and the parallel twin agree."""
     b1, b2, eps, l2x2, lo, hi = hyper[0], hyper[1], hyper[2], hyper[3], hyper[4], hyper[5]
     use_bias, use_sigmoid, dense = flags[0] != 0, flags[1] != 0, flags[2] != 0
-    fused = flags[3] != 0  # the serial twin only
+    fused = flags[3] != 0  # the serial twin only (the caller sets it)
     n = order.shape[0]
     k = P.shape[1]
     B = batch_size
     bu_ids, bi_ids = work_i[0], work_i[1]
-    rowsU, curU, ptrU, memU = work_i[2], work_i[3], work_i[4], work_i[5]
-    rowsI, curI, ptrI, memI = work_i[6], work_i[7], work_i[8], work_i[9]
+    rowsU, ptrU, memU = work_i[2], work_i[4], work_i[5]
+    rowsI, ptrI, memI = work_i[6], work_i[8], work_i[9]
     dx, err2 = work_f[0], work_f[1]
     total = 0.0
     seen = 0
@@ -63,12 +83,7 @@ def _factor_steps(order, users, items, ratings, start, n_steps, batch_size,
         nb = min(B, n - lo_row)
         t = step0 + s + 1
         alpha = alphas[t]
-        for j in range(nb):
-            r = order[lo_row + j]
-            bu_ids[j] = users[r]
-            bi_ids[j] = items[r]
-        nu = group(bu_ids[:nb], slotU, rowsU, curU, ptrU, memU)
-        ni = group(bi_ids[:nb], slotI, rowsI, curI, ptrI, memI)
+        nu, ni = gather_group(order, users, items, lo_row, nb, work_i, slotU, slotI)
         if dense:  # the L2-only steps these rows missed, then they are current
             for a in prange(nu + ni):
                 if a < nu:
@@ -106,25 +121,9 @@ def _factor_steps(order, users, items, ratings, start, n_steps, batch_size,
             for j in range(nb):
                 total += err2[j]
             for a in prange(nu):  # users' gradients, from Q as it was
-                for f in range(k):
-                    gP[a, f] = zero
-                gBU[a, 0] = zero
-                for e in range(ptrU[a], ptrU[a + 1]):
-                    j = memU[e]
-                    i = bi_ids[j]
-                    for f in range(k):
-                        gP[a, f] += dx[j] * Q[i, f]
-                    gBU[a, 0] += dx[j]
+                row_sum(gP[a], gBU[a], memU[ptrU[a]:ptrU[a + 1]], bi_ids, dx, Q)
             for b in prange(ni):  # items' gradients, from P as it was
-                for f in range(k):
-                    gQ[b, f] = zero
-                gBI[b, 0] = zero
-                for e in range(ptrI[b], ptrI[b + 1]):
-                    j = memI[e]
-                    u = bu_ids[j]
-                    for f in range(k):
-                        gQ[b, f] += dx[j] * P[u, f]
-                    gBI[b, 0] += dx[j]
+                row_sum(gQ[b], gBI[b], memI[ptrI[b]:ptrI[b + 1]], bu_ids, dx, P)
         seen += nb
         for b in prange(ni):
             row = rowsI[b]
@@ -171,8 +170,9 @@ class FactorKernel:
         self.alphas = step_sizes(settings.lr, settings.beta1, settings.beta2, 1, settings.max_steps)
         lo, hi = self.rating_range or (0.0, 0.0)
         self.hyper = hyper(settings, lo, hi)
-        self.flags = np.array([self.biases, self.rating_range is not None, settings.dense,
-                               not settings.parallel()], dtype=np.int64)
+        self.flags = np.array([self.biases, self.rating_range is not None, settings.dense, 1],
+                              dtype=np.int64)
+        self.twins = Twins(factor_steps, factor_steps_parallel, settings)
         bs, k = settings.batch_size, P.shape[1]
         self.work_i, self.slot_u, self.slot_i = work(bs, len(P), len(Q))
         self.work_f = np.zeros((2, bs), dtype=np.float32)
@@ -185,14 +185,18 @@ class FactorKernel:
         s = self.settings
         n_steps = min(n_steps, -(-(len(order) - start) // s.batch_size))
         P, Q, BU, BI = self.tables
-        fn = factor_steps_parallel if s.parallel() else factor_steps
-        with numba_threads(s.threads):
-            sse, _ = fn(order, users, items, ratings, start, n_steps, s.batch_size,
+
+        def steps(fn, first_row, count):
+            self.flags[3] = fn is factor_steps  # the serial twin sums in one fused pass
+            sse, _ = fn(order, users, items, ratings, first_row, count, s.batch_size,
                         P.w, Q.w, BU.w, BI.w, P.m, P.v, Q.m, Q.v, BU.m, BU.v, BI.m, BI.v,
-                        self.last_u, self.last_i, self.step, self.alphas, self.hyper, self.flags,
-                        self.slot_u, self.slot_i, self.work_i, self.work_f, *self.grads)
-        self.step += n_steps
-        return sse, n_steps
+                        self.last_u, self.last_i, self.step, self.alphas, self.hyper,
+                        self.flags, self.slot_u, self.slot_i, self.work_i, self.work_f,
+                        *self.grads)
+            self.step += count
+            return sse
+
+        return self.twins.run(steps, start, n_steps), n_steps
 
     def sync(self) -> None:
         """Bring every row up to date (dense engine) before the weights are read whole."""

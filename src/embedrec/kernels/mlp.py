@@ -15,10 +15,19 @@ import math
 import numpy as np
 from numba import prange
 
-from embedrec.kernels.adam import catch_up, step_sizes, update_dense, update_row
-from embedrec.kernels.counter import call_key, draw, threshold
-from embedrec.kernels.tables import (RowTable, Settings, catch_up_side, group, hyper,
-                                     numba_threads, release, twins, work)
+from embedrec.kernels.adam import catch_up, dot, step_sizes, update_dense, update_row
+from embedrec.kernels.counter import call_key, lane, threshold, word
+from embedrec.kernels.tables import (
+    RowTable,
+    Settings,
+    Twins,
+    catch_up_side,
+    gather_group,
+    hyper,
+    release,
+    twins,
+    work,
+)
 
 BLOCK = 16  # examples per block of dense-layer gradients
 
@@ -42,8 +51,8 @@ def _mlp_steps(order, users, items, ratings, start, n_steps, batch_size,
     n = order.shape[0]
     B = batch_size
     bu_ids, bi_ids = work_i[0], work_i[1]
-    rowsU, curU, ptrU, memU = work_i[2], work_i[3], work_i[4], work_i[5]
-    rowsI, curI, ptrI, memI = work_i[6], work_i[7], work_i[8], work_i[9]
+    rowsU, ptrU, memU = work_i[2], work_i[4], work_i[5]
+    rowsI, ptrI, memI = work_i[6], work_i[8], work_i[9]
     total = 0.0
     seen = 0
     zero = np.float32(0.0)
@@ -57,12 +66,7 @@ def _mlp_steps(order, users, items, ratings, start, n_steps, batch_size,
         alpha = alphas[t]
         key_in = call_key(seed_in, t - 1)
         key_h = call_key(seed_h, t - 1)
-        for j in range(nb):
-            r = order[lo_row + j]
-            bu_ids[j] = users[r]
-            bi_ids[j] = items[r]
-        nu = group(bu_ids[:nb], slotU, rowsU, curU, ptrU, memU)
-        ni = group(bi_ids[:nb], slotI, rowsI, curI, ptrI, memI)
+        nu, ni = gather_group(order, users, items, lo_row, nb, work_i, slotU, slotI)
         if dense:
             for a in prange(nu + ni):
                 if a < nu:
@@ -81,18 +85,24 @@ def _mlp_steps(order, users, items, ratings, start, n_steps, batch_size,
             for j in range(blk * BLOCK, min(nb, (blk + 1) * BLOCK)):
                 r = order[lo_row + j]
                 u, i = bu_ids[j], bi_ids[j]
-                for f in range(K2):  # the dropped-out input
+                hashed = word(key_in, j * K2)
+                for f in range(K2):  # the dropped-out input; a hash gives four draws
+                    e = j * K2 + f
+                    if f > 0 and e % 4 == 0:
+                        hashed = word(key_in, e)
                     x = P[u, f] if f < k else Q[i, f - k]
-                    a_in[f] = sc_in if draw(key_in, j * K2 + f) >= thr_in else zero
+                    a_in[f] = sc_in if lane(hashed, e) >= thr_in else zero
                     a_x[f] = x * a_in[f]
+                hashed = word(key_h, j * H)
                 out = dense_w[o_b2]
                 for h in range(H):
-                    pre = dense_w[o_b1 + h]
-                    for f in range(K2):
-                        pre += dense_w[h * K2 + f] * a_x[f]
+                    pre = dense_w[o_b1 + h] + dot(dense_w[h * K2:(h + 1) * K2], a_x[:K2])
                     a_pre[h] = pre
                     hid = pre if pre > zero else zero
-                    keep = draw(key_h, j * H + h) >= thr_h
+                    e = j * H + h
+                    if h > 0 and e % 4 == 0:
+                        hashed = word(key_h, e)
+                    keep = lane(hashed, e) >= thr_h
                     a_d[h] = sc_h if keep else zero  # d(dropped hidden)/d(hidden)
                     out += dense_w[o_w2 + h] * (hid * a_d[h])
                 sg = one / (one + np.float32(math.exp(-out)))
@@ -190,20 +200,24 @@ class MLPKernel:
                         np.zeros((blocks, len(self.dense_w)), np.float32),
                         np.zeros((blocks, 4, max(k2, h)), np.float32),
                         np.zeros(bs, np.float32))
+        self.twins = Twins(mlp_steps, mlp_steps_parallel, settings)
         self.step = 0
 
     def run(self, order, users, items, ratings, start: int, n_steps: int) -> tuple[float, int]:
         s = self.settings
         n_steps = min(n_steps, -(-(len(order) - start) // s.batch_size))
-        fn = mlp_steps_parallel if s.parallel() else mlp_steps
         self._load()
-        with numba_threads(s.threads):
-            sse, _ = fn(order, users, items, ratings, start, n_steps, s.batch_size,
+
+        def steps(fn, first_row, count):
+            sse, _ = fn(order, users, items, ratings, first_row, count, s.batch_size,
                         self.P.w, self.Q.w, self.P.m, self.P.v, self.Q.m, self.Q.v,
                         self.last_u, self.last_i, self.dense_w, self.dense_m, self.dense_v,
                         self.shape, self.step, self.alphas, self.hyper, self.flags,
                         self.slot_u, self.slot_i, self.work_i, *self.buffers)
-        self.step += n_steps
+            self.step += count
+            return sse
+
+        sse = self.twins.run(steps, start, n_steps)
         self._store()
         return sse, n_steps
 

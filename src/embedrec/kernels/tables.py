@@ -7,6 +7,7 @@ sum in a fixed order, whichever thread computes it, so results do not depend on 
 
 from __future__ import annotations
 
+import time
 import types
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -48,22 +49,37 @@ def group(ids, slot, rows, cursor, ptr, members):
 
 
 @njit(**JIT)
+def gather_group(order, users, items, lo_row, nb, work_i, slot_u, slot_i):
+    """A batch's user and item ids (``work_i[0]``, ``work_i[1]``), each side grouped by row
+    (``work_i[2:6]`` users, ``work_i[6:10]`` items: rows, cursor, ptr, members). Returns the
+    number of distinct users and items."""
+    for j in range(nb):
+        r = order[lo_row + j]
+        work_i[0, j] = users[r]
+        work_i[1, j] = items[r]
+    nu = group(work_i[0, :nb], slot_u, work_i[2], work_i[3], work_i[4], work_i[5])
+    ni = group(work_i[1, :nb], slot_i, work_i[6], work_i[7], work_i[8], work_i[9])
+    return nu, ni
+
+
+@njit(**JIT)
 def release(slot, rows, n):
     for a in range(n):
         slot[rows[a]] = -1
 
 
-def twins(fn):
+def twins(fn, **options):
     """``fn`` compiled twice: serial, and with ``prange`` loops run on numba's threads.
 
     The parallel twin is a copy under its own name, so that numba's on-disk cache keeps the
-    two apart. Small batches run serially: a parallel region costs microseconds to start.
+    two apart. Both add the same floats in the same order, so they give the same bits, and
+    ``Twins`` may pick either.
     """
     copy = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__ + "_parallel",
                               fn.__defaults__, fn.__closure__)
     copy.__qualname__ = fn.__qualname__ + "_parallel"
     copy.__module__ = fn.__module__
-    return njit(**JIT)(fn), njit(parallel=True, **JIT)(copy)
+    return njit(**JIT, **options)(fn), njit(parallel=True, **JIT, **options)(copy)
 
 
 @dataclass(frozen=True)
@@ -79,10 +95,6 @@ class Settings:
     batch_size: int
     threads: int  # numba threads for a run (results do not depend on it)
     max_steps: int  # steps the run may take in all (step sizes are computed up front)
-
-    def parallel(self) -> bool:
-        """Whether the parallel twin pays: a dense step, or a large batch, on several threads."""
-        return self.threads > 1 and (self.dense or self.batch_size >= 512)
 
 
 class RowTable:
@@ -122,6 +134,40 @@ def work(batch_size: int, n_users: int, n_items: int):
     members) and each side's slot map."""
     work_i = np.zeros((10, batch_size + 1), dtype=np.int64)
     return (work_i, np.full(n_users, -1, dtype=np.int64), np.full(n_items, -1, dtype=np.int64))
+
+
+class Twins:
+    """Runs steps with the serial or the parallel twin, whichever is faster here and now.
+
+    A parallel region costs microseconds to start, and far more when another process holds
+    the other core, since each waits for every thread. So at the start of each epoch (a run
+    from row 0), with more than one thread allowed, a few steps go through each twin, timed,
+    and the faster takes the rest. The twins give the same bits, so the choice never changes
+    a result."""
+
+    PROBE = 8  # steps timed per twin
+
+    def __init__(self, serial, parallel, settings: Settings):
+        self.serial, self.parallel, self.settings = serial, parallel, settings
+        self.chosen = serial
+
+    def run(self, steps, start: int, n_steps: int) -> float:
+        """``steps(fn, first_row, count)`` runs ``count`` steps with ``fn``; returns the sum of
+        what it returns over ``n_steps`` steps from row ``start``."""
+        threads, bs = self.settings.threads, self.settings.batch_size
+        with numba_threads(threads):
+            if threads == 1 or numba.config.NUMBA_NUM_THREADS == 1:
+                return steps(self.serial, start, n_steps)
+            total, done = 0.0, 0
+            if start == 0 and n_steps >= 4 * self.PROBE:
+                seconds = []
+                for fn in (self.serial, self.parallel):
+                    t0 = time.perf_counter()
+                    total += steps(fn, start + done * bs, self.PROBE)
+                    seconds.append(time.perf_counter() - t0)
+                    done += self.PROBE
+                self.chosen = self.parallel if seconds[1] < 0.9 * seconds[0] else self.serial
+            return total + steps(self.chosen, start + done * bs, n_steps - done)
 
 
 @contextmanager

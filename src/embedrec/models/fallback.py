@@ -28,7 +28,13 @@ class WithFallback:
         self.primary, self.fallback = primary, fallback
         self.known_users = np.asarray(known_users, dtype=bool)
         self.known_items = np.asarray(known_items, dtype=bool)
-        self.scorable_items = self.known_items | capabilities.cold_items_from_features
+        # items the model scores itself: those with training ratings and, for a model that
+        # scores items from their features, those its scorer says it can (all when it does not say)
+        self.scorable_items = self.known_items.copy()
+        if capabilities.cold_items_from_features:
+            own = primary.scorable_items()
+            self.scorable_items |= (np.ones_like(self.known_items) if own is None
+                                    else np.asarray(own, dtype=bool))
         self.predicts_ratings = primary.predicts_ratings and predicts_ratings
         # scored at a rating's time when the model has time inputs (else the time is ignored)
         self.uses_time = "timestamps" in capabilities.needs | capabilities.uses

@@ -488,6 +488,10 @@ class HybridScorer(Scorer):
     def item_vectors(self) -> np.ndarray:
         return self.item_v
 
+    def scorable_items(self) -> np.ndarray:
+        """Movies with training ratings, and those without whose genres or year it knows."""
+        return self.scorable
+
     def item_biases(self):
         return self.item_b.astype(np.float64), "logit units"
 

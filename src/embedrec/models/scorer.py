@@ -54,6 +54,12 @@ class Scorer:
         """(n_items, k) movie vectors whose cosine means similarity, or None."""
         return None
 
+    def scorable_items(self) -> np.ndarray | None:
+        """(n_items,) bool: the items this scorer gives a score of its own, for a model that
+        scores items without training ratings from their features
+        (``cold_items_from_features``); None: not known apart from the training ratings."""
+        return None
+
     def item_biases(self) -> tuple[np.ndarray, str] | None:
         """Learned per-item biases and their unit ('stars', 'logit units'), or None."""
         return None

@@ -10,6 +10,7 @@ import logging
 from pathlib import Path
 
 from embedrec.reports import figures as fig_data
+from embedrec.reports.ablation import ablation_html, ablation_markdown, ablation_rows
 
 log = logging.getLogger(__name__)
 
@@ -188,7 +189,8 @@ def tuning_section(folder: Path) -> str:
 
 
 def build_report(folder: str | Path) -> Path:
-    """Write figures/*.png, figures.json and report.html into ``folder``; return the report."""
+    """Write figures/*.png, figures.json and report.html into ``folder`` (and ablation.md when
+    the folder holds an ablation); return the report."""
     from embedrec.io import atomic_write_text as atomic_write
 
     folder = Path(folder)
@@ -199,6 +201,9 @@ def build_report(folder: str | Path) -> Path:
     k = res["settings"].get("k", 10)
     data["_k"] = k
     atomic_write(folder / "figures.json", json.dumps(data, indent=1))
+    ablation = ablation_rows(res["results"], res["summary"], res["settings"])
+    if ablation:  # the same table as Markdown, for a README
+        atomic_write(folder / "ablation.md", ablation_markdown(ablation))
     (folder / "figures").mkdir(exist_ok=True)
     body = []
     for section, entries in SECTIONS.items():
@@ -241,6 +246,7 @@ def build_report(folder: str | Path) -> Path:
 <div class=verdict>{'<br>'.join(verdict(res['summary'], stats))}</div>
 <p>{html.escape(facts)}</p>
 <h2>All metrics (mean ± std over seeds)</h2>{_table(res['summary'], k)}
+{ablation_html(ablation)}
 {_pairs_table(stats)}{tuning_section(folder)}
 {''.join(body)}
 <h2>Exact settings</h2><table class=meta>{meta_rows}</table>

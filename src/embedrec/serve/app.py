@@ -333,7 +333,8 @@ def create_app(model_dir: str | Path | None = None, *, bundle: ModelBundle | Non
         when = b.scored.default_time if body.timestamp is None else body.timestamp
         return {"predictions": [{"user_id": u, "movie_id": m, "rating": round(float(v), 4)}
                                 for (u, m), v in zip(pairs, values)],
-                "timestamp": when if b.scored.uses_time else None}
+                # null when the model's time inputs are off (or it has none): it ignored it
+                "timestamp": when if b.scored.default_time is not None else None}
 
     @app.get("/", include_in_schema=False)
     async def page():

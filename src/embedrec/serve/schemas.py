@@ -86,7 +86,8 @@ class Prediction(BaseModel):
 class PredictResponse(BaseModel):
     predictions: list[Prediction]
     timestamp: int | None = Field(description="The time the ratings were predicted for; null "
-                                              "when the model has no time inputs.")
+                                              "when the model has no time inputs or they are "
+                                              "switched off.")
 
 
 class ModelInfo(BaseModel):

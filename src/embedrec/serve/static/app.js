@@ -26,10 +26,17 @@ function el(tag, attrs = {}, ...children) {
 }
 
 function info(movie) {
+  // a movie without training ratings in a list: a model that scores movies from their features
+  // (genres, release year) recommends it; it has no vector of its own for "similar"
+  const unrated = movie.n_ratings === 0;
   return el("div", {class: "info"},
-    el("div", {class: "title", title: "Show similar movies", onclick: () => showSimilar(movie)},
-       movie.title),
-    el("div", {class: "genres"}, movie.genres.join(" · ")));
+    unrated
+      ? el("div", {class: "title"}, movie.title)
+      : el("div", {class: "title", title: "Show similar movies", onclick: () => showSimilar(movie)},
+           movie.title),
+    el("div", {class: "genres"}, movie.genres.join(" · "),
+       ...(unrated ? [el("span", {class: "unrated", title: "No ratings in the training data: "
+                             + "scored from its genres and release year"}, "not yet rated")] : [])));
 }
 
 function stars(movie) {
