@@ -40,6 +40,7 @@ bench: $(BIN)/.installed
 	$(BIN)/python benchmarks/recommend.py
 	$(BIN)/python benchmarks/serve_load.py
 	$(BIN)/python benchmarks/scale.py
+	$(BIN)/python benchmarks/distributed.py
 	$(BIN)/python benchmarks/tune.py
 	$(BIN)/python benchmarks/ranking.py
 

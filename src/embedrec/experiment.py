@@ -8,6 +8,7 @@ through the bundle, so evaluation sees exactly what recommending and the service
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -17,6 +18,8 @@ from typing import Any
 import numpy as np
 
 from embedrec.data.dataset import Ratings
+from embedrec.data.shards import is_shard
+from embedrec.errors import ConfigError
 from embedrec.data.split import Split, check_size, kfold, make_split, validation_rows
 from embedrec.evaluation.scoring import score_bundle
 from embedrec.recommender import topn_device
@@ -80,9 +83,10 @@ def fit_fallback(fold: Fold, preset: Preset) -> BiasBaseline:
 
 
 def fit_model(name: str, fold: Fold, preset: Preset, *, seed: int,
-              progress: StepProgress | None = None, on_epoch=None) -> Fitted:
+              progress: StepProgress | None = None, on_epoch=None, checkpoints=None) -> Fitted:
     """Train one model on ``fold.train`` (``fold.valid`` monitors it; ``on_epoch`` is the
-    trainer's per-epoch callback, for torch models)."""
+    trainer's per-epoch callback, for torch models; ``checkpoints``, a
+    ``training.checkpoint.Checkpoints``, checkpoints a torch model's training and resumes it)."""
     spec = get_spec(name)
     config = preset.model_config(spec)
     data = fold.train
@@ -90,9 +94,12 @@ def fit_model(name: str, fold: Fold, preset: Preset, *, seed: int,
     if spec.capabilities.trained_by == "torch":
         from embedrec.training.trainer import train_model
 
+        if checkpoints is not None:
+            checkpoints.bind(model=name, model_config=dataclasses.asdict(config),
+                             n_valid=0 if fold.valid is None else len(fold.valid))
         module, history = train_model(spec, config, shape, fold.train, preset.train_config(name),
                                       seed=seed, valid=fold.valid, progress=progress,
-                                      on_epoch=on_epoch)
+                                      on_epoch=on_epoch, checkpoints=checkpoints)
         scorer = spec.load_scorer(config, spec.module_arrays(module), shape)
         n_params = int(sum(p.numel() for p in module.parameters()))
         return Fitted(name, config, scorer, history, history.seconds, n_params,
@@ -124,9 +131,10 @@ def bundle_of(fitted: Fitted, fold: Fold, fallback: BiasBaseline,
 
 
 def run_one(name: str, fold: Fold, preset: Preset, *, seed: int, fallback: BiasBaseline,
-            progress: StepProgress | None = None) -> tuple[Fitted, ModelBundle, dict, np.ndarray | None]:
+            progress: StepProgress | None = None, checkpoints=None
+            ) -> tuple[Fitted, ModelBundle, dict, np.ndarray | None]:
     """Fit, bundle, and (when the fold has test rows) score one model."""
-    fitted = fit_model(name, fold, preset, seed=seed, progress=progress)
+    fitted = fit_model(name, fold, preset, seed=seed, progress=progress, checkpoints=checkpoints)
     bundle = bundle_of(fitted, fold, fallback)
     metrics, pred = ({}, None) if fold.test is None else score_bundle(
         bundle, fold.test, preset.evaluation, device=topn_device(preset.train.device))
@@ -134,20 +142,72 @@ def run_one(name: str, fold: Fold, preset: Preset, *, seed: int, fallback: BiasB
 
 
 def train_bundle(data: Ratings, name: str, preset: Preset, *, seed: int = 0,
-                 split: str | None = None, progress: StepProgress | None = None) -> ModelBundle:
+                 split: str | None = None, progress: StepProgress | None = None,
+                 checkpoints=None) -> ModelBundle:
     """Train ``name`` on all rows (``split=None``) or on the train part of a named split.
 
     With a split, the test part is scored once and its metrics go into the manifest.
+    ``checkpoints`` (``training.checkpoint.Checkpoints``): checkpoint every epoch, resume.
     """
     get_spec(name)  # an unknown name fails before any work
+    if is_shard(data):
+        return _train_shard(data, name, preset, seed=seed, split=split, progress=progress,
+                            checkpoints=checkpoints)
     rows, test_rows = np.arange(len(data)), None
     if split is not None:
         sp = splits(data, preset, split)[0]
         rows, test_rows = sp.train, sp.test
     fold = make_fold(data, rows, test_rows, valid_fraction=preset.split.valid_fraction, seed=seed)
     fallback = fit_fallback(fold, preset)
+    if checkpoints is not None:
+        checkpoints.bind(dataset=data.name, dataset_md5=data.source.get("md5"),
+                         n_ratings=len(data), split=split)
     fitted, bundle, metrics, _ = run_one(name, fold, preset, seed=seed, fallback=fallback,
-                                         progress=progress)
+                                         progress=progress, checkpoints=checkpoints)
+    _describe(bundle, data, fold, fitted, preset, seed=seed, split=split, metrics=metrics)
+    return bundle
+
+
+def _train_shard(data: Ratings, name: str, preset: Preset, *, seed: int, split: str | None,
+                 progress: StepProgress | None, checkpoints) -> ModelBundle | None:
+    """``train_bundle`` on this rank's Parquet row groups (``data.shards``): every rank trains
+    on its rows (each carves its own validation rows; rank 0 validates on its own), then rank
+    0 gathers every rank's rows and builds the model folder's bundle (fallback biases, movies
+    seen) from all of them. Returns the bundle on rank 0, None elsewhere."""
+    from embedrec.data.shards import gather_rows
+
+    if split is not None:
+        raise ConfigError("--split needs every row in one process; a Parquet folder read by "
+                          "rank trains on all its rows")
+    fold = make_fold(data, np.arange(len(data)), None,
+                     valid_fraction=preset.split.valid_fraction, seed=seed)
+    if checkpoints is not None:
+        checkpoints.bind(dataset=data.name, n_ratings_this_rank=len(data), split=None)
+    fitted = fit_model(name, fold, preset, seed=seed, progress=progress, checkpoints=checkpoints)
+    empty = data.take(np.zeros(0, dtype=np.int64))
+    train = gather_rows(fold.train)  # collectives: every rank gathers, rank 0 receives
+    valid = gather_rows(fold.valid if fold.valid is not None else empty)
+    if train is None:
+        return None
+    seen = _concat(train, valid)
+    whole = Fold(number=1, train=train, valid=valid if len(valid) else None, seen=seen, test=None)
+    bundle = bundle_of(fitted, whole, fit_fallback(whole, preset))
+    _describe(bundle, seen, whole, fitted, preset, seed=seed, split=None, metrics={})
+    return bundle
+
+
+def _concat(a: Ratings, b: Ratings) -> Ratings:
+    """The rows of ``a`` then those of ``b`` (the same id maps) as one Ratings."""
+    stamps = (None if a.timestamps is None or b.timestamps is None
+              else np.concatenate([a.timestamps, b.timestamps]))
+    return Ratings(users=np.concatenate([a.users, b.users]), items=np.concatenate([a.items, b.items]),
+                   ratings=np.concatenate([a.ratings, b.ratings]), timestamps=stamps,
+                   user_map=a.user_map, item_map=a.item_map, scale=a.scale, name=a.name,
+                   item_info=a.item_info, source=a.source)
+
+
+def _describe(bundle: ModelBundle, data: Ratings, fold: Fold, fitted: Fitted, preset: Preset, *,
+              seed: int, split: str | None, metrics: dict) -> None:
     history = fitted.history
     bundle.manifest |= {
         "dataset": data.name, "dataset_md5": data.source.get("md5"), "split": split,
@@ -163,4 +223,3 @@ def train_bundle(data: Ratings, name: str, preset: Preset, *, seed: int = 0,
                      else preset.split.test_fraction,
                      "relevance_threshold": preset.evaluation.relevance_threshold},
     }
-    return bundle

@@ -37,7 +37,7 @@ install_signal_handlers()
 
 import typer  # noqa: E402
 
-from embedrec.cli import compare, data, models, serve, tune  # noqa: E402,F401  (they register commands)
+from embedrec.cli import common, compare, data, models, serve, tune  # noqa: E402,F401  (they register commands)
 from embedrec.cli.common import app, err  # noqa: E402
 from embedrec.errors import EmbedrecError  # noqa: E402
 
@@ -57,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the CLI; return the exit code instead of raising."""
     install_signal_handlers()
     _received.clear()
+    common.ARGV[:] = sys.argv[1:] if argv is None else list(argv)
     try:
         rv = app(args=argv, prog_name="embedrec", standalone_mode=False)
     except EmbedrecError as exc:

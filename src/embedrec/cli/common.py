@@ -46,6 +46,7 @@ IdTypeOpt = Annotated[str, typer.Option(
 DuplicatesOpt = Annotated[str, typer.Option(
     "--duplicates", help="The same (user, item) twice: keep the last, the first, the mean, or "
     "error.")]
+ARGV: list[str] = []  # this invocation's arguments (``embedrec train --nproc`` passes them on)
 RATINGS_SUFFIXES = {".csv", ".tsv", ".txt", ".parquet", ".pq"}
 
 
@@ -57,9 +58,12 @@ def _main(verbose: Annotated[int, typer.Option("--verbose", "-v", count=True,
 
 
 def progress_bar() -> Progress:
+    import os
+
+    rank = os.environ.get("RANK", "0")  # under torchrun only rank 0 shows progress
     return Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
                     TimeElapsedColumn(), TimeRemainingColumn(), console=err, transient=True,
-                    disable=not err.is_terminal)
+                    disable=not err.is_terminal or rank != "0")
 
 
 def load_data(dataset: str, data: Path | None, *, download: bool = True,
@@ -80,7 +84,16 @@ def load_data(dataset: str, data: Path | None, *, download: bool = True,
 
 def _load_data(dataset: str, data: Path | None, *, download: bool = True,
                items: Path | None = None, scale: str | None = None, id_type: str = "auto",
-               duplicates: str = "last", **file_options):
+               duplicates: str = "last", by_rank: bool = False, **file_options):
+    from embedrec.data.shards import is_parquet_folder
+
+    if dataset is None and data is not None and is_parquet_folder(data):
+        from embedrec.data.shards import read_rank_shard
+        from embedrec.training import distributed
+
+        if by_rank:  # under torchrun each rank reads only its row groups (a collective)
+            return read_rank_shard(data, distributed.rank(), distributed.world())
+        return read_rank_shard(data)
     from embedrec.data import load_movielens, load_ratings_file
     from embedrec.data.load import is_release_folder, parse_scale, release_of_folder
 

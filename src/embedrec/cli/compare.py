@@ -125,7 +125,7 @@ def compare(
         min=0.01, max=0.9, help="Protocol b: share of each user's ratings held out.")] = 0.2,
 ) -> None:
     """Train and compare models on one split; print mean ± std over seeds and paired tests."""
-    from embedrec.compare import ablation_variants, run_comparison, write_results
+    from embedrec.compare import ablation_variants, run_comparison
     from embedrec.io import check_results_out
     from embedrec.presets import choose_preset
 
@@ -145,24 +145,49 @@ def compare(
         valid_fraction=valid_fraction, top_k=k, relevance_threshold=relevant, device=device,
         loss=loss, relevant=relevant, implicit=implicit or None)
     chosen = chosen.with_model_settings(parse_settings(settings))
+    from embedrec.training import distributed
+
     if protocol is not None:
+        if distributed.launched():
+            raise EmbedrecError("--protocol runs in one process (not under torchrun)")
         compare_protocols(chosen, dataset=dataset, data=data, items=items, models=models,
                           seeds=seeds, protocol=protocol, holdout=holdout,
                           fraction=holdout_fraction, out_dir=out_dir, report=report,
                           download=not no_download)
         return
-    ratings = load_data(dataset, data, download=not no_download, items=items, scale=scale,
-                        id_type=id_type, duplicates=duplicates)
-    with progress_bar() as bar:
-        step = labelled_steps(bar)
-        variants = [v for name in split_models(ablation) for v in ablation_variants(name, chosen)]
-        result = run_comparison(ratings, preset=chosen, models=split_models(models) or None,
-                                variants=variants, seeds=seeds, split=split, progress=step)
-    print_summary(result)
-    stats = result.stats()
-    result.extras["stats"] = stats
-    print_pairs(stats)
+    quiet = out.quiet
+    with distributed.session(chosen.train.device):
+        writer = distributed.is_writer()
+        out.quiet = quiet or not writer  # under torchrun rank 0 alone prints and writes
+        try:
+            ratings = distributed.writer_first(
+                lambda: load_data(dataset, data, download=not no_download, items=items,
+                                  scale=scale, id_type=id_type, duplicates=duplicates),
+                "the data")
+            with progress_bar() as bar:
+                step = labelled_steps(bar)
+                variants = [v for name in split_models(ablation)
+                            for v in ablation_variants(name, chosen)]
+                result = run_comparison(ratings, preset=chosen,
+                                        models=split_models(models) or None,
+                                        variants=variants, seeds=seeds, split=split,
+                                        progress=step)
+            print_summary(result)
+            stats = result.stats()
+            result.extras["stats"] = stats
+            print_pairs(stats)
+            distributed.writer_only(
+                lambda: _write_outputs(result, out_dir, tuned=tuned, report=report,
+                                       mlflow=mlflow), "the results")
+        finally:
+            out.quiet = quiet
+
+
+def _write_outputs(result, out_dir: Path | None, *, tuned: Path | None, report: bool,
+                   mlflow: str | None) -> None:
     if out_dir is not None:
+        from embedrec.compare import write_results
+
         write_results(result, out_dir)
         if tuned is not None and (tuned / "tuning.json").is_file():  # the report's tuning section
             from embedrec.io import atomic_write_text as atomic_write

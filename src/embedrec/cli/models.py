@@ -44,13 +44,30 @@ def train(
         help="Ranking losses: a rating at least this is a positive (4.0).")] = None,
     implicit: Annotated[bool, typer.Option(
         "--implicit", help="Ranking losses: every rating is a positive.")] = False,
+    nproc: Annotated[int, typer.Option(
+        "--nproc", min=1, help="Data-parallel training with N processes on this machine (starts "
+        "torchrun's elastic launcher; --batch-size is then the global batch, split over them). "
+        "Under torchrun, leave it out.")] = 1,
+    checkpoints: Annotated[Optional[Path], typer.Option(
+        "--checkpoints", help="Write an atomic checkpoint to this folder after every epoch "
+        "(default with --resume: OUT.checkpoints).")] = None,
+    resume: Annotated[bool, typer.Option(
+        "--resume", help="Continue from the latest checkpoint (from the start when there is "
+        "none); the same command and settings as the interrupted run.")] = False,
 ) -> None:
-    """Train one model and save it (safetensors weights + JSON manifest)."""
+    """Train one model and save it (safetensors weights + JSON manifest).
+
+    Data-parallel: `embedrec train --nproc N ...`, or `torchrun --nproc-per-node N -m embedrec
+    train ...` (multi-node: torchrun's --nnodes and --rdzv-* flags). Rank 0 alone writes.
+    """
+    from embedrec.cli.common import ARGV
     from embedrec.experiment import train_bundle
     from embedrec.models.registry import get
     from embedrec.persistence import save_model
     from embedrec.io import check_model_out
     from embedrec.presets import choose_preset
+    from embedrec.training import distributed
+    from embedrec.training.checkpoint import Checkpoints
 
     check_model_out(out_dir)  # before any work: never train for minutes, then refuse
 
@@ -59,13 +76,34 @@ def train(
         epochs=epochs, batch_size=batch_size, engine=engine, updates=updates, device=device, loss=loss,
         relevant=relevant, implicit=implicit or None)
     chosen = chosen.with_model_settings(parse_settings(settings))
-    ratings = load_data(dataset, data, download=not no_download, items=items, scale=scale,
-                        id_type=id_type, duplicates=duplicates)
-    with progress_bar() as bar:
-        task = bar.add_task(f"training {model}", total=None)
-        bundle = train_bundle(ratings, model, chosen, seed=seed, split=split,
-                              progress=lambda d, t: bar.update(task, completed=d, total=t))
-    save_model(bundle, out_dir)
+    if nproc > 1 and not distributed.launched():  # start the ranks; each runs this command
+        distributed.per_rank_batch(chosen.train_config(model).batch_size, nproc)
+        if chosen.train_config(model).engine == "kernel":
+            raise EmbedrecError("--engine kernel trains in one process; use --engine torch "
+                                "(or auto) with --nproc")
+        distributed.launch(nproc, distributed.without_option(ARGV, "--nproc"))
+        return
+    folder = checkpoints or (out_dir.with_name(out_dir.name + ".checkpoints") if resume else None)
+    with distributed.session(chosen.train.device):
+        writer = distributed.is_writer()
+        load = lambda: load_data(dataset, data, download=not no_download,  # noqa: E731
+                                 items=items, scale=scale, id_type=id_type,
+                                 duplicates=duplicates, report=writer, by_rank=True)
+        from embedrec.data.shards import is_parquet_folder
+
+        # a Parquet folder: every rank reads its row groups at once; else rank 0 downloads and
+        # builds the cache first
+        ratings = (load() if data is not None and is_parquet_folder(data)
+                   else distributed.writer_first(load, "the data"))
+        with progress_bar() as bar:
+            task = bar.add_task(f"training {model}", total=None)
+            bundle = train_bundle(
+                ratings, model, chosen, seed=seed, split=split,
+                progress=lambda d, t: bar.update(task, completed=d, total=t),
+                checkpoints=None if folder is None else Checkpoints(folder, resume=resume))
+        distributed.writer_only(lambda: save_model(bundle, out_dir), f"the model {out_dir}")
+    if not writer:
+        return
     metrics = bundle.manifest.get("metrics") or {}
     extra = f", test RMSE {metrics['rmse']:.4f}" if metrics.get("rmse") is not None else (
         f", test NDCG@{metrics['k']} {metrics['ndcg_at_k']:.4f}" if metrics else "")

@@ -246,6 +246,10 @@ def describe_load(data: Ratings) -> str:
     """One line on what loading did: scale (declared or inferred), duplicates, blank lines."""
     src = data.source
     scale = f"scale {data.scale[0]:g} to {data.scale[1]:g}"
+    shard = src.get("shard")
+    if shard:  # a Parquet folder (embedrec.data.shards): no duplicates resolved across files
+        return (f"{data.name}: {sum(shard['rows']):,} ratings in Parquet row groups, "
+                f"{len(data):,} read by rank {shard['rank']} of {shard['world']}; {scale}")
     scale += (" inferred from the data (declare it with --scale LOW,HIGH)"
               if src.get("scale_inferred") else "")
     text = (f"{data.name}: {len(data):,} ratings; {scale}; {src.get('duplicates', 0):,} duplicate "

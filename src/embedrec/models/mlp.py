@@ -62,6 +62,13 @@ def module_class():
         def reseed(self, seed: int) -> None:
             self.seed, self.calls = int(seed), 0
 
+        def random_state(self) -> dict:
+            """Where the masks are (a checkpoint saves it, ``set_random_state`` restores it)."""
+            return {"seed": self.seed, "calls": self.calls}
+
+        def set_random_state(self, state: dict) -> None:
+            self.seed, self.calls = int(state["seed"]), int(state["calls"])
+
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             if not self.training or self.threshold == 0:
                 return x

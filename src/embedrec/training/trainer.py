@@ -22,9 +22,11 @@ from dataclasses import dataclass, field
 import torch
 
 from embedrec.data.dataset import Ratings
+from embedrec.data.shards import is_shard
 from embedrec.errors import ConfigError, TrainingError
 from embedrec.models.init import initialise
 from embedrec.models.spec import ModelSpec, Shape
+from embedrec.training import distributed
 from embedrec.training.batches import RowTensors
 from embedrec.training.config import TrainConfig
 from embedrec.training.losses import make_objective
@@ -94,7 +96,7 @@ def make_optimizer(model, config: TrainConfig) -> KerasAdam:
 def fit(model, train: Ratings, config: TrainConfig, *, seed: int, shape: Shape | None = None,
         valid: Ratings | None = None, needs: frozenset[str] = frozenset(),
         uses: frozenset[str] = frozenset(), progress: StepProgress | None = None,
-        on_epoch: EpochCallback | None = None, kernel=None) -> History:
+        on_epoch: EpochCallback | None = None, kernel=None, checkpoints=None) -> History:
     """Train ``model`` in place on ``train``; validation rows (if any) only monitor and stop.
 
     ``kernel``: the model's compiled kernel (``ModelSpec.kernel``), which then takes the steps
@@ -102,6 +104,12 @@ def fit(model, train: Ratings, config: TrainConfig, *, seed: int, shape: Shape |
     ``on_epoch(epoch, record)``, when given, is called after every epoch with that epoch's
     record (train loss, validation metrics); an exception it raises (``StopTraining``, or a
     tuner's own pruning exception) ends training and propagates to the caller.
+
+    Under torchrun (``embedrec.training.distributed``) every rank calls ``fit`` with the same
+    rows (or its own shard of them): ``config.batch_size`` is then the global batch, each rank
+    takes its part of every step, and gradients are averaged over the ranks. ``checkpoints``
+    (a ``training.checkpoint.Checkpoints``) writes a checkpoint after every epoch and, when
+    resuming, continues from the latest one. Both need the torch engine.
     """
     if len(train) == 0:
         raise TrainingError("no training rows")
@@ -113,12 +121,17 @@ def fit(model, train: Ratings, config: TrainConfig, *, seed: int, shape: Shape |
     if monitor not in objective.metrics:
         raise ConfigError(f"the {objective.name} loss reports {', '.join(objective.metrics)}, "
                           f"not {monitor!r}")
-    device = resolve_device(config.device)
+    ctx = distributed.active()  # -- distributed: this rank's device and threads --
+    device = ctx.device if ctx is not None else resolve_device(config.device)
     if kernel is not None and device.type != "cpu":
         raise ConfigError("the kernel engine runs on the CPU; use --engine torch for "
                           f"--device {config.device}")
+    if kernel is not None and (ctx is not None or checkpoints is not None):
+        raise ConfigError("the kernel engine trains in one process without checkpoints; use "
+                          "--engine torch (or auto) under torchrun, --nproc or --checkpoints")
     history = History(monitor=monitor)
-    with torch_threads(config.threads), torch.random.fork_rng(devices=[]):
+    with torch_threads(distributed.threads_per_rank(config.threads)), \
+            torch.random.fork_rng(devices=[]):
         model.to(device)
         model.sparse_rows = kernel is None and config.updates == "lazy"
         rows = RowTensors(train, needs=needs, uses=uses, device=device)
@@ -130,24 +143,39 @@ def fit(model, train: Ratings, config: TrainConfig, *, seed: int, shape: Shape |
                                   device=device).all()
                        if valid is not None and len(valid) else None)
         shuffle = torch.Generator().manual_seed(seed)
-        for i, module in enumerate(model.modules()):  # dropout masks: seeded from ``seed``
+        # dropout masks and negative samples: seeded from ``seed``, per rank (rank 0: as alone)
+        for i, module in enumerate(model.modules()):
             if hasattr(module, "reseed"):
-                module.reseed(seed * 1000 + i)
+                module.reseed(distributed.rank_seed(seed * 1000 + i))
         n, bs = len(rows), config.batch_size
-        steps_per_epoch = math.ceil(n / bs)
+        # -- distributed: the steps of an epoch, and this rank's part of each --
+        plan = distributed.EpochPlan(n, bs, ctx, sharded=is_shard(train))
+        steps_per_epoch = plan.steps
         total_steps = steps_per_epoch * config.epochs
         if kernel is not None:
             steps = KernelSteps(kernel, rows, config, total_steps)
         else:
-            steps = TorchSteps(model, objective, make_optimizer(model, config), rows,
-                               torch.Generator().manual_seed(seed + 104_729))
+            sampling = torch.Generator().manual_seed(distributed.rank_seed(seed + 104_729))
+            steps = (TorchSteps(model, objective, make_optimizer(model, config), rows, sampling)
+                     if ctx is None else distributed.ShardSteps(
+                         model, objective, make_optimizer(model, config), rows, sampling, plan))
         best_valid, best_state, bad_epochs = math.inf, None, 0
+        first_epoch = 1  # -- checkpoints: continue from the latest one --
+        if checkpoints is not None:
+            generators = {"shuffle": shuffle, "sampling": steps.sampling}
+            checkpoints.bind(seed=seed, n_rows=n, config=config.to_dict(),
+                             world=distributed.world())
+            resumed = checkpoints.restore(model, steps.optimizer, generators, history)
+            if resumed is not None:
+                first_epoch = config.epochs + 1 if resumed.stopped else resumed.epoch + 1
+                best_valid, best_state = resumed.best_valid, resumed.best_state
+                bad_epochs = resumed.bad_epochs
         start = time.perf_counter()
         try:
             model.train()
-            for epoch in range(1, config.epochs + 1):
+            for epoch in range(first_epoch, config.epochs + 1):
                 t0 = time.perf_counter()
-                perm = torch.randperm(n, generator=shuffle).to(device)
+                perm = plan.shard(torch.randperm(n, generator=shuffle)).to(device)
                 total = 0.0
                 for first in range(0, steps_per_epoch, PROGRESS_EVERY):
                     n_steps = min(PROGRESS_EVERY, steps_per_epoch - first)
@@ -160,9 +188,11 @@ def fit(model, train: Ratings, config: TrainConfig, *, seed: int, shape: Shape |
                     if progress:
                         progress(history.steps, total_steps)
                 steps.sync()
-                record = {"epoch": epoch, f"train_{objective.name}": total / n}
-                record |= ({k: None for k in objective.metrics} if valid_batch is None
-                           else objective.validate(model, valid_batch))
+                (total,) = plan.sum([total])  # -- distributed: every rank's rows --
+                record = {"epoch": epoch, f"train_{objective.name}": total / plan.n_global}
+                record |= distributed.from_writer(  # -- distributed: rank 0 validates --
+                    lambda: {k: None for k in objective.metrics} if valid_batch is None
+                    else objective.validate(model, valid_batch))
                 record["seconds"] = time.perf_counter() - t0
                 history.epochs.append(record)
                 log.info("epoch %d: %s", epoch, ", ".join(
@@ -170,21 +200,28 @@ def fit(model, train: Ratings, config: TrainConfig, *, seed: int, shape: Shape |
                 if on_epoch is not None:
                     on_epoch(epoch, record)
                 score = record.get(monitor)
-                if score is None or config.patience is None:
-                    continue
-                if score < best_valid:
-                    best_valid, bad_epochs, history.best_epoch = score, 0, epoch
-                    best_state = copy.deepcopy(model.state_dict())
-                else:
-                    bad_epochs += 1
-                    if bad_epochs >= config.patience:
-                        history.stopped_early = epoch < config.epochs
-                        break
+                stop = False
+                if score is not None and config.patience is not None:
+                    if score < best_valid:
+                        best_valid, bad_epochs, history.best_epoch = score, 0, epoch
+                        best_state = copy.deepcopy(model.state_dict())
+                    else:
+                        bad_epochs += 1
+                        stop = distributed.agree(bad_epochs >= config.patience)  # rank 0 decides
+                        history.stopped_early = stop and epoch < config.epochs
+                if checkpoints is not None:  # -- checkpoints: after every epoch --
+                    checkpoints.save(epoch=epoch, model=model, optimizer=steps.optimizer,
+                                     generators=generators, history=history,
+                                     best_valid=best_valid, best_state=best_state,
+                                     bad_epochs=bad_epochs, stopped=stop)
+                if stop:
+                    break
             if best_state is not None:
                 model.load_state_dict(best_state)
             else:
                 history.best_epoch = len(history.epochs)
         finally:
+            distributed.unwrap(model)
             model.sparse_rows = False
             model.eval()
             model.to("cpu")
@@ -196,9 +233,9 @@ def fit(model, train: Ratings, config: TrainConfig, *, seed: int, shape: Shape |
 def choose_kernel(spec: ModelSpec, model, config: TrainConfig):
     """The kernel that trains ``model`` under ``config``, or None for the torch engine.
 
-    ``auto`` takes the spec's kernel where it has one for the loss and the device is the CPU;
-    ``kernel`` insists on it."""
-    if config.engine == "torch":
+    ``auto`` takes the spec's kernel where it has one for the loss and the device is the CPU,
+    in a run of one process; ``kernel`` insists on it."""
+    if config.engine == "torch" or (config.engine == "auto" and distributed.active()):
         return None
     on_cpu = resolve_device(config.device).type == "cpu"
     kernel = spec.kernel(model, config.loss) if on_cpu else None
@@ -211,12 +248,15 @@ def choose_kernel(spec: ModelSpec, model, config: TrainConfig):
 
 def train_model(spec: ModelSpec, model_config, shape: Shape, train: Ratings, config: TrainConfig,
                 *, seed: int, valid: Ratings | None = None,
-                progress: StepProgress | None = None, on_epoch: EpochCallback | None = None):
+                progress: StepProgress | None = None, on_epoch: EpochCallback | None = None,
+                checkpoints=None):
     """Build (from ``spec``), initialise (from ``seed``) and fit a model; return it and its
     history."""
     model = spec.build(model_config, shape)
     initialise(model, config.init, torch.Generator().manual_seed(seed))
     history = fit(model, train, config, seed=seed + 1, shape=shape, valid=valid,
                   needs=spec.capabilities.needs, uses=spec.capabilities.uses,
-                  progress=progress, on_epoch=on_epoch, kernel=choose_kernel(spec, model, config))
+                  progress=progress, on_epoch=on_epoch, checkpoints=checkpoints,
+                  kernel=None if checkpoints is not None and config.engine == "auto"
+                  else choose_kernel(spec, model, config))
     return model, history
