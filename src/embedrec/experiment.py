@@ -175,6 +175,7 @@ def _train_shard(data: Ratings, name: str, preset: Preset, *, seed: int, split: 
     0 gathers every rank's rows and builds the model folder's bundle (fallback biases, movies
     seen) from all of them. Returns the bundle on rank 0, None elsewhere."""
     from embedrec.data.shards import gather_rows
+    from embedrec.training.distributed import gather_to_writer
 
     if split is not None:
         raise ConfigError("--split needs every row in one process; a Parquet folder read by "
@@ -185,8 +186,8 @@ def _train_shard(data: Ratings, name: str, preset: Preset, *, seed: int, split: 
         checkpoints.bind(dataset=data.name, n_ratings_this_rank=len(data), split=None)
     fitted = fit_model(name, fold, preset, seed=seed, progress=progress, checkpoints=checkpoints)
     empty = data.take(np.zeros(0, dtype=np.int64))
-    train = gather_rows(fold.train)  # collectives: every rank gathers, rank 0 receives
-    valid = gather_rows(fold.valid if fold.valid is not None else empty)
+    train = gather_rows(fold.train, gather_to_writer)  # every rank sends, rank 0 receives
+    valid = gather_rows(fold.valid if fold.valid is not None else empty, gather_to_writer)
     if train is None:
         return None
     seen = _concat(train, valid)

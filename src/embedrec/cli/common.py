@@ -92,7 +92,8 @@ def _load_data(dataset: str, data: Path | None, *, download: bool = True,
         from embedrec.training import distributed
 
         if by_rank:  # under torchrun each rank reads only its row groups (a collective)
-            return read_rank_shard(data, distributed.rank(), distributed.world())
+            return read_rank_shard(data, distributed.rank(), distributed.world(),
+                                   distributed.gather)
         return read_rank_shard(data)
     from embedrec.data import load_movielens, load_ratings_file
     from embedrec.data.load import is_release_folder, parse_scale, release_of_folder

@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import heapq
 import logging
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -85,13 +87,16 @@ def plan_row_groups(folder: str | Path, world: int) -> list[list[tuple[Path, int
     return [sorted(p, key=lambda g: (str(g[0]), g[1])) for p in plan]
 
 
-def read_rank_shard(folder: str | Path, rank: int = 0, world: int = 1) -> Ratings:
-    """This rank's rows of the Parquet folder, with id maps shared by every rank (a
-    collective when ``world > 1``: every rank calls it)."""
+def read_rank_shard(folder: str | Path, rank: int = 0, world: int = 1,
+                    gather: Callable[[Any], list] | None = None) -> Ratings:
+    """This rank's rows of the Parquet folder, with id maps shared by every rank. With
+    ``world > 1`` every rank calls it, and ``gather(value)`` (the runtime's all-gather, e.g.
+    ``embedrec.training.distributed.gather``) returns every rank's value."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from embedrec.training import distributed
+    if world > 1 and gather is None:
+        raise ValueError("reading a shard of several ranks needs their all-gather")
 
     mine = plan_row_groups(folder, world)[rank]
     tables = []
@@ -114,7 +119,7 @@ def read_rank_shard(folder: str | Path, rank: int = 0, world: int = 1) -> Rating
         raise DataError(f"{folder}: a rating is not a number")
     local = (np.unique(users), np.unique(items),
              (float(ratings.min()), float(ratings.max())) if len(ratings) else None, len(ratings))
-    everyone = distributed.gather(local) if world > 1 else [local]
+    everyone = gather(local) if world > 1 else [local]
     user_map = IdMap(np.unique(np.concatenate([e[0] for e in everyone])))
     item_map = IdMap(np.unique(np.concatenate([e[1] for e in everyone])))
     scales = [e[2] for e in everyone if e[2] is not None]
@@ -137,14 +142,13 @@ def is_parquet_folder(path) -> bool:
     return path.is_dir() and not (path / "ratings.csv").exists() and any(path.glob("*.parquet"))
 
 
-def gather_rows(data: Ratings) -> Ratings | None:
+def gather_rows(data: Ratings, gather_to_writer: Callable[[Any], list | None]) -> Ratings | None:
     """Every rank's rows of ``data`` (a shard) on rank 0, as one Ratings with the same id maps;
-    None on the other ranks (a collective). Rank 0 alone then holds all rows: it needs them to
-    write the model (the movies each user has seen, the fallback's biases)."""
-    from embedrec.training import distributed
-
-    parts = distributed.gather_to_writer(
-        (data.users, data.items, data.ratings, data.timestamps))
+    None on the other ranks. ``gather_to_writer(value)`` is the runtime's collective (e.g.
+    ``embedrec.training.distributed.gather_to_writer``): every rank's value on rank 0, None
+    elsewhere. Rank 0 alone then holds all rows: it needs them to write the model (the movies
+    each user has seen, the fallback's biases)."""
+    parts = gather_to_writer((data.users, data.items, data.ratings, data.timestamps))
     if parts is None:
         return None
     stamps = [p[3] for p in parts]
