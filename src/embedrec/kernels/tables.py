@@ -145,6 +145,7 @@ class Twins:
     and the faster takes the rest. The twins give the same bits, so the choice never changes
     a result."""
 
+    WARM = 2  # steps per twin first, untimed: the first call of each loads its code
     PROBE = 8  # steps timed per twin
 
     def __init__(self, serial, parallel, settings: Settings):
@@ -159,14 +160,17 @@ class Twins:
             if threads == 1 or numba.config.NUMBA_NUM_THREADS == 1:
                 return steps(self.serial, start, n_steps)
             total, done = 0.0, 0
-            if start == 0 and n_steps >= 4 * self.PROBE:
-                seconds = []
-                for fn in (self.serial, self.parallel):
-                    t0 = time.perf_counter()
-                    total += steps(fn, start + done * bs, self.PROBE)
-                    seconds.append(time.perf_counter() - t0)
-                    done += self.PROBE
-                self.chosen = self.parallel if seconds[1] < 0.9 * seconds[0] else self.serial
+            if start == 0 and n_steps >= 4 * (self.WARM + self.PROBE):
+                seconds = {}
+                for count, timed in ((self.WARM, False), (self.PROBE, True)):
+                    for fn in (self.serial, self.parallel):
+                        t0 = time.perf_counter()
+                        total += steps(fn, start + done * bs, count)
+                        if timed:
+                            seconds[fn] = time.perf_counter() - t0
+                        done += count
+                faster = seconds[self.parallel] < 0.9 * seconds[self.serial]
+                self.chosen = self.parallel if faster else self.serial
             return total + steps(self.chosen, start + done * bs, n_steps - done)
 
 
