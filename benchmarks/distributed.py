@@ -85,7 +85,8 @@ def worker(args) -> None:
     if args.parquet:
         from embedrec.data.shards import read_rank_shard
 
-        data = read_rank_shard(Path(args.data), distributed.rank(), distributed.world())
+        data = read_rank_shard(Path(args.data), distributed.rank(), distributed.world(),
+                               distributed.gather)
     else:
         data = distributed.writer_first(lambda: load_data(None, Path(args.data), report=False))
     load_s = time.perf_counter() - t0

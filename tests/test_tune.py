@@ -225,3 +225,29 @@ def test_every_spec_declares_a_usable_search_space(name):
             assert {"lr", "l2", "batch_size"} <= set(train_values)
         else:
             assert train_values == {}
+
+
+def test_hybrid_spaces_draw_widths_inputs_and_depth():
+    """hybrid_mf draws the user and movie widths independently and switches each input; the NN
+    head draws a depth and a width, halved per layer; a file may fix the depth by name."""
+    from embedrec.tune import trial_settings
+
+    mf, nn = get("hybrid_mf"), get("hybrid_nn")
+    fixed = optuna.trial.FixedTrial({
+        "lr": 0.01, "l2": 1e-4, "batch_size": 64, "n_factors": 32, "user_factors": 16,
+        "item_factors": 128, "use_genres": True, "use_year": False, "use_time": False,
+        "use_implicit": True, "depth": 3, "width": 64, "dropout": 0.2})
+    values, train = mf.search_space(fixed, PRESET.train)
+    config = mf.config(**values)
+    assert (config.du, config.di) == (16, 128)
+    assert (config.use_genres, config.use_year, config.use_implicit) == (True, False, True)
+    assert train["batch_size"] == 64
+    values, _ = nn.search_space(fixed, PRESET.train)
+    assert nn.config(**values).hidden == (64, 32, 16)
+    # an override of the drawn depth is accepted (it is no Config field, but the spec asks it)
+    trial = optuna.trial.FixedTrial(dict(fixed.params) | {"depth": 2})
+    values, _ = trial_settings(nn, trial, PRESET.train, {"depth": 2})
+    assert values["hidden"] == (64, 32)
+    with pytest.raises(Exception, match="neither"):
+        trial_settings(nn, optuna.trial.FixedTrial(fixed.params | {"layers": 2}), PRESET.train,
+                       {"layers": 2})

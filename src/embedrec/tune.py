@@ -107,6 +107,7 @@ class SpaceTrial:
 
     def __init__(self, trial, overrides: dict):
         self.trial, self.overrides = trial, overrides
+        self.asked: set[str] = set()  # the names the spec drew (e.g. a depth that sets widths)
 
     def _override(self, name: str):
         spec = self.overrides[name]
@@ -121,16 +122,19 @@ class SpaceTrial:
                                         log=bool(spec.get("log")))
 
     def suggest_float(self, name, low, high, *, log=False, step=None):
+        self.asked.add(name)
         if name in self.overrides:
             return self._override(name)
         return self.trial.suggest_float(name, low, high, log=log, step=step)
 
     def suggest_int(self, name, low, high, *, log=False, step=1):
+        self.asked.add(name)
         if name in self.overrides:
             return self._override(name)
         return self.trial.suggest_int(name, low, high, log=log, step=step)
 
     def suggest_categorical(self, name, choices):
+        self.asked.add(name)
         if name in self.overrides:
             return self._override(name)
         return self.trial.suggest_categorical(name, choices)
@@ -145,7 +149,7 @@ def trial_settings(spec, trial, train: TrainConfig, overrides: dict) -> tuple[di
     model_fields = {f.name for f in dataclasses.fields(spec.Config)}
     train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
     for name in overrides:
-        if name in model_values or name in train_values:
+        if name in model_values or name in train_values or name in wrapped.asked:
             continue
         if name in model_fields:
             model_values[name] = wrapped._override(name)

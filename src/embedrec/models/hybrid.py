@@ -509,6 +509,18 @@ class HybridSpec(ModelSpec):
     capabilities = Capabilities(cold_items_from_features=True, item_vectors=True,
                                 uses=frozenset({"item_features", "timestamps", "history"}))
 
+    def search_space(self, trial, train):
+        """The shared knobs, with the user and the movie width drawn independently, and each
+        optional input switched on or off."""
+        model_values, train_values = super().search_space(trial, train)
+        widths = [16, 32, 64, 128]
+        model_values |= {
+            "user_factors": trial.suggest_categorical("user_factors", widths),
+            "item_factors": trial.suggest_categorical("item_factors", widths),
+        } | {key: trial.suggest_categorical(key, [True, False])
+             for key in ("use_genres", "use_year", "use_time", "use_implicit")}
+        return model_values, train_values
+
     def build(self, config: HybridConfig, shape: Shape):
         return module_class()(shape, config, self.head)
 
@@ -587,6 +599,18 @@ class HybridNNSpec(HybridSpec):
     Config = HybridNNConfig
     head = "nn"
     colour = "#e377c2"
+
+    def search_space(self, trial, train):
+        """The hybrid's knobs, plus the network: 1 to 3 hidden layers, each as wide as the
+        first or narrower by halves, and the dropout after each."""
+        model_values, train_values = super().search_space(trial, train)
+        depth = trial.suggest_int("depth", 1, 3)
+        width = trial.suggest_categorical("width", [32, 64, 128, 256])
+        model_values |= {
+            "hidden": tuple(max(width >> j, 8) for j in range(depth)),
+            "dropout": trial.suggest_float("dropout", 0.0, 0.5),
+        }
+        return model_values, train_values
 
     def solve(self, scorer, items, r, c, const, l2, iterations):
         lo, hi = scorer.low, scorer.high
