@@ -1,11 +1,12 @@
-"""Tuning benchmark on ml-latest-small's reference split: the time to tune dot, biased and mlp
-with the same budget, then the tuned comparison with paired tests over 3 seeds.
+"""Tuning benchmark on ml-latest-small's reference split: the time to tune dot, biased, mlp and
+the two hybrids with the same budget, then the tuned comparison with paired tests over 3 seeds.
 
     .venv/bin/python benchmarks/tune.py [--trials 50] [--timeout S] [--seeds 3]
 
 Steps (each an ordinary `embedrec` command, printed before it runs):
-1. `embedrec tune --models dot,biased,mlp --trials N --out benchmarks/out/tune` (a fresh study);
-2. `embedrec compare --tuned benchmarks/out/tune --models dot,biased,mlp,bias,pop --seeds 3
+1. `embedrec tune --models MODELS --trials N [--timeout S] --out benchmarks/out/tune` (a fresh
+   study; MODELS defaults to dot,biased,mlp,hybrid_mf,hybrid_nn);
+2. `embedrec compare --tuned benchmarks/out/tune --models MODELS,bias,pop --seeds 3
    --out benchmarks/out/tuned-compare`.
 Writes benchmarks/results/tune.json: tuning seconds per model (sum of its trial durations, and
 the wall time of the whole tune command), trials complete/pruned, best validation MSE, the
@@ -42,7 +43,7 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=50)
     parser.add_argument("--timeout", type=float, default=None)
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--models", default="dot,biased,mlp")
+    parser.add_argument("--models", default="dot,biased,mlp,hybrid_mf,hybrid_nn")
     args = parser.parse_args()
     tune_dir, cmp_dir = OUT / "tune", OUT / "tuned-compare"
     shutil.rmtree(tune_dir, ignore_errors=True)
@@ -63,7 +64,8 @@ def main() -> None:
         "tune_wall_seconds": tune_wall, "compare_wall_seconds": compare_wall,
         "load_average": {"start": load_start, "after_tune": load_mid, "end": os.getloadavg()},
         "cpus": os.cpu_count(),
-        "models": {name: {"trial_seconds": sum(t["seconds"] or 0 for t in res["trials"]),
+        "models": {name: {"seconds": res.get("seconds"),
+                          "trial_seconds": sum(t["seconds"] or 0 for t in res["trials"]),
                           "complete": res["n_complete"], "pruned": res["n_pruned"],
                           "best_valid_mse": res["best_value"],
                           "best": res["best_model_settings"] | res["best_train_settings"]}
