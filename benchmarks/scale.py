@@ -41,14 +41,15 @@ SIZES = {  # users, movies, ratings: shaped like ml-latest-small, ml-1m, a 5M cu
 
 
 def dataset(size: str) -> Path:
-    from embedrec.data.synth import SynthConfig, write_synthetic
-
+    """The synthetic set of one size, generated once by `embedrec data synth` in a process of
+    its own (a child inherits its parent's peak memory on Linux, so this one must stay small)."""
     folder = OUT / f"synth-{size}"
     if not (folder / "ratings.csv").is_file():
         users, items, ratings = SIZES[size]
         print(f"generating {size} ...", flush=True)
-        write_synthetic(SynthConfig(n_users=users, n_items=items, n_ratings=ratings, seed=0),
-                        folder)
+        subprocess.run([sys.executable, "-m", "embedrec", "data", "synth", "--users", str(users),
+                        "--items", str(items), "--ratings", str(ratings), "--seed", "0",
+                        "--out", str(folder)], check=True)
     return folder
 
 

@@ -127,3 +127,46 @@ def test_topn_device_names():
             topn_device("cuda")
     with pytest.raises(EmbedrecError, match="unknown device"):
         topn_device("tpu")
+
+
+@pytest.mark.parametrize("name", ["dot", "biased"])
+def test_one_product_per_chunk_gives_the_rank_scores_and_their_lists(name):
+    """A model whose scores are one product of two tables (``linear_factors``) is ranked from
+    that product: the same scores as ``rank_scores`` and the lists a full sort of them gives."""
+    data = make_ratings(n_users=30, n_items=25, seed=2)
+    bundle = train_bundle(data, name, get_preset("default").with_overrides(epochs=2), seed=0)
+    left, right = bundle.model.linear_factors()
+    users = np.arange(len(bundle.user_map))
+    expected = bundle.scored.rank_scores(users)
+    np.testing.assert_allclose(left @ right.T, expected, rtol=1e-5, atol=1e-5)
+    assert bundle.scored.linear_factors(users) is not None
+    expected[~bundle.candidate_items()[None, :].repeat(len(users), 0)] = -np.inf
+    for u in users:
+        expected[u, bundle.seen(u)] = -np.inf
+    items, scores = recommend_all(bundle, 5, chunk=7)
+    for u in users:
+        order = np.lexsort((np.arange(expected.shape[1]), -expected[u]))[:5]
+        order = order[np.isfinite(expected[u, order])]
+        got = items[u][items[u] >= 0]
+        assert len(got) == len(order)
+        assert ((got == order) | np.isclose(expected[u, got], expected[u, order], atol=1e-5)).all()
+        np.testing.assert_allclose(scores[u][:len(got)],
+                                   bundle.scored.to_rating(expected[u, order])
+                                   if bundle.scored.predicts_ratings else expected[u, order],
+                                   rtol=1e-5, atol=1e-5)
+
+
+def test_no_product_for_unknown_users_or_factors_that_are_not_finite(bundle):
+    import copy
+
+    fresh = copy.deepcopy(bundle)
+    assert fresh.scored.linear_factors(np.array([0, 1])) is not None
+    fresh.scored.known_users[1] = False  # an unknown user's row is the fallback's
+    assert fresh.scored.linear_factors(np.array([0, 1])) is None
+    assert fresh.scored.linear_factors(np.array([0])) is not None
+    broken = copy.deepcopy(bundle)
+    broken.model.user_factors[2, 0] = np.nan
+    broken.__dict__.pop("scored", None)
+    assert broken.scored.linear_factors(np.array([0])) is None
+    items, _ = recommend_all(broken, 3)  # the general path, with the fallback for the NaN row
+    assert (items[2] >= 0).all()

@@ -190,7 +190,9 @@ def recommend_all(bundle: ModelBundle, k: int = 10, *, chunk: int = 1024,
 
     With numpy (``device`` None), a chunk is scored (BLAS on every core) and its top k are
     picked by a compiled kernel on every core, in one pass over each row without a sort
-    (``embedrec.kernels.topk``); with torch on ``device``, see ``top_for_users``. A user with
+    (``embedrec.kernels.topk``); a model whose scores are one product of two tables
+    (``Scorer.linear_factors``) is scored by one matrix product into a buffer reused by every
+    chunk. With torch on ``device``, see ``top_for_users``. A user with
     fewer than k unseen items gets index -1 and score -inf in the spare places.
     """
     check_k(k)
@@ -200,28 +202,40 @@ def recommend_all(bundle: ModelBundle, k: int = 10, *, chunk: int = 1024,
     chunk = max(1, min(chunk, (1 << 24) // max(n_items, 1)))
     out_items = np.empty((len(users), k_eff), dtype=np.int32)
     out_scores = np.empty((len(users), k_eff), dtype=np.float32)
+    buffers: dict[str, np.ndarray] = {}
     for start in range(0, len(users), chunk):
         block = users[start:start + chunk]
         where = slice(start, start + len(block))
         if device is not None:
             out_items[where], out_scores[where] = top_for_users(bundle, block, k_eff, device=device)
         else:
-            out_items[where], out_scores[where] = _top_compiled(bundle, block, k_eff)
+            out_items[where], out_scores[where] = _top_compiled(bundle, block, k_eff, buffers)
     return out_items, out_scores
 
 
 _KERNEL_LOCK = threading.Lock()  # numba's default thread pool takes one caller at a time
 
 
-def _top_compiled(bundle: ModelBundle, users: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+def _top_compiled(bundle: ModelBundle, users: np.ndarray, k: int,
+                  buffers: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
     from embedrec.kernels.topk import masked_top_k
 
-    scores = np.ascontiguousarray(rank_scores(bundle, users))
+    factors = bundle.scored.linear_factors(users)
+    if factors is None:
+        scores = np.ascontiguousarray(rank_scores(bundle, users))
+    else:  # one product into a reused buffer: no other pass over a chunk's scores
+        left, right = factors
+        buffers = {} if buffers is None else buffers
+        held = buffers.get("scores")
+        if held is None or held.shape[0] < len(users) or held.shape[1] != right.shape[0]:
+            held = buffers["scores"] = np.empty((len(users), right.shape[0]), dtype=np.float32)
+        scores = held[:len(users)]
+        np.matmul(left[users], right.T, out=scores)
     best = np.empty((len(users), k), dtype=np.int64)
     best_scores = np.empty((len(users), k), dtype=scores.dtype)
     with _KERNEL_LOCK:
         masked_top_k(scores, users.astype(np.int64), bundle.seen_indptr,
-                     bundle.seen_items.astype(np.int64, copy=False), bundle.candidate_items(), k,
+                     bundle.seen_items, bundle.candidate_items(), k,
                      best, best_scores)
     return _as_ratings(bundle, best, best_scores)
 

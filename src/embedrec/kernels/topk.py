@@ -1,7 +1,8 @@
 """Top-k selection over rows of scores, seen items masked, users in parallel.
 
 One pass over each row keeps the k best candidates in a small sorted buffer (a new candidate
-enters only when it beats the k-th): no sort and no partition of the catalogue, no copy of the
+enters only when it beats the k-th, and a block of items is skipped after one vectorised
+comparison when none of them does): no sort and no partition of the catalogue, no copy of the
 scores. The buffer orders by score, then by item index (the lower first), so results are the
 same on any number of threads.
 """
@@ -12,6 +13,8 @@ import numpy as np
 from numba import njit, prange
 
 from embedrec.kernels.adam import JIT
+
+BLOCK = 32  # items tested together before any is looked at one by one
 
 
 @njit(parallel=True, **JIT)
@@ -34,14 +37,21 @@ def masked_top_k(scores, users, seen_indptr, seen_items, allowed, k, out_items, 
             best_i[q] = -1
             best_s[q] = ninf
         floor = ninf  # the k-th best so far
-        for i in range(n_items):
-            s = row[i]
-            if s > floor and allowed[i]:
-                q = k - 1
-                while q > 0 and best_s[q - 1] < s:
-                    best_s[q] = best_s[q - 1]
-                    best_i[q] = best_i[q - 1]
-                    q -= 1
-                best_s[q] = s
-                best_i[q] = i
-                floor = best_s[k - 1]
+        for b0 in range(0, n_items, BLOCK):
+            b1 = min(b0 + BLOCK, n_items)
+            hit = False  # one vectorised test per block: most blocks hold no candidate
+            for i in range(b0, b1):
+                hit |= row[i] > floor
+            if not hit:
+                continue
+            for i in range(b0, b1):
+                s = row[i]
+                if s > floor and allowed[i]:
+                    q = k - 1
+                    while q > 0 and best_s[q - 1] < s:
+                        best_s[q] = best_s[q - 1]
+                        best_i[q] = best_i[q - 1]
+                        q -= 1
+                    best_s[q] = s
+                    best_i[q] = i
+                    floor = best_s[k - 1]

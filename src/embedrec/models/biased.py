@@ -62,6 +62,15 @@ class BiasedScorer(SigmoidRatings, FactorScorer):
         x += self.user_b[users][:, None] + self.item_b[None, :]
         return x
 
+    def linear_factors(self):
+        """The logits as one product: [P, bu, 1] . [Q, 1, bi] (made once)."""
+        if "_linear" not in self.__dict__:
+            nu, ni = len(self.user_b), len(self.item_b)
+            self._linear = (
+                np.hstack([self.user_factors, self.user_b[:, None], np.ones((nu, 1), np.float32)]),
+                np.hstack([self.item_factors, np.ones((ni, 1), np.float32), self.item_b[:, None]]))
+        return self._linear
+
     def rank_scores_torch(self, users, device):
         w = self.on_device(device)
         users = np.asarray(users)

@@ -41,6 +41,9 @@ class DotScorer(FactorScorer):
     def rank_scores(self, users):
         return self.user_factors[np.asarray(users)] @ self.item_factors.T
 
+    def linear_factors(self):
+        return self.user_factors, self.item_factors
+
     def rank_scores_torch(self, users, device):
         w = self.on_device(device)
         rows = w["user_factors.weight"][np.asarray(users)]

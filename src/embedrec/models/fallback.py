@@ -90,6 +90,17 @@ class WithFallback:
                 self.fallback.predict(users[rows], cols))
         return scores
 
+    def linear_factors(self, users: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """The primary's ``linear_factors`` when they give these users' ``rank_scores`` on every
+        item a list may hold: all users known and every factor finite (the fallback's columns,
+        the movies the model cannot score, never enter a list). None otherwise."""
+        factors = self.primary.linear_factors()
+        if factors is None or not self.known_users[np.asarray(users, dtype=np.int64)].all():
+            return None
+        if "_finite" not in self.__dict__:
+            self._finite = bool(np.isfinite(factors[0]).all() and np.isfinite(factors[1]).all())
+        return factors if self._finite else None
+
     def rank_scores_torch(self, users: np.ndarray, device):
         """``rank_scores`` as a tensor on a torch device; the few cold rows and columns are
         filled from the fallback computed with numpy."""

@@ -42,6 +42,13 @@ class Scorer:
         """(n_items,) ranking scores for a user given by parameters (a folded-in user)."""
         raise NotImplementedError
 
+    def linear_factors(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """(U, V), float32, C-contiguous, with ``rank_scores(users) == U[users] @ V.T`` up to
+        float rounding, or None. A model whose ranking scores are one product of two tables
+        says so here, and top-N for many users then runs as one matrix product per chunk into
+        a reused buffer, with no other pass over the scores."""
+        return None
+
     def to_rating(self, scores: np.ndarray) -> np.ndarray:
         """Ranking scores as predicted ratings."""
         return np.asarray(scores, dtype=np.float32)
