@@ -176,9 +176,11 @@ def test_engines_are_chosen_by_the_spec(data):
     assert choose_kernel(get("biased"), model, TrainConfig(engine="torch")) is None
     assert choose_kernel(get("biased"), model, TrainConfig(loss="bpr")) is None
     hybrid = get("hybrid_mf")
-    assert choose_kernel(hybrid, hybrid.build(hybrid.config(), shape), TrainConfig()) is None
+    assert choose_kernel(hybrid, hybrid.build(hybrid.config(), shape), TrainConfig()) is not None
+    with_time = hybrid.build(hybrid.config(use_time=True), shape)
+    assert choose_kernel(hybrid, with_time, TrainConfig()) is None
     with pytest.raises(ConfigError, match="hybrid_mf model has no compiled kernel"):
-        choose_kernel(hybrid, hybrid.build(hybrid.config(), shape), TrainConfig(engine="kernel"))
+        choose_kernel(hybrid, with_time, TrainConfig(engine="kernel"))
 
 
 def test_old_engine_names_mean_torch_with_their_updates():

@@ -575,6 +575,24 @@ class HybridMFSpec(HybridSpec):
     head = "mf"
     colour = "#9467bd"
 
+    def kernel(self, module, loss):
+        """The fused kernel for ids, genres and release year (``embedrec.kernels.hybrid``);
+        rating time, implicit feedback and unequal widths stay with torch's steps."""
+        cfg = module.config
+        if loss != "mse" or cfg.use_time or cfg.use_implicit or module.user_map is not None:
+            return None
+        from embedrec.kernels.hybrid import HybridKernel
+        from embedrec.models.base import weights
+
+        def arrays() -> dict:  # read when training starts: the feature tables exist by then
+            table = module.item_feature_table
+            return {"user": weights(module.user_factors), "item": weights(module.item_factors),
+                    "features": None if table is None else weights(table),
+                    "offset": weights(module.offset), "known": module.item_known.numpy(),
+                    "feature_weights": module.item_feature_weights.numpy()}
+
+        return HybridKernel(arrays, rating_range=(module.low, module.high))
+
     def solve(self, scorer, items, r, c, const, l2, iterations):
         lo, hi = scorer.low, scorer.high
         v = scorer.item_v[items].astype(np.float64)
