@@ -25,9 +25,9 @@ from embedrec.kernels.tables import RowTable, Settings, catch_up_side, gather_gr
 
 @njit(**JIT)
 def hybrid_steps(order, users, items, ratings, start, n_steps, batch_size,
-                 U, mU, vU, V, mV, vV, F, mF, vF, flatF, flat_mF, flat_vF, off, m_off, v_off,
+                 U, mU, vU, V, mV, vV, F, mF, vF, off, m_off, v_off,
                  known, fptr, fcol, fweight, lastU, lastV, step0, alphas, hyper, dense,
-                 slotU, slotV, work_i, gU, gV, gF, flat_gF, g_off, side):
+                 slotU, slotV, work_i, gU, gV, gF, g_off, side):
     """Run ``n_steps`` steps from row ``start`` of ``order``; returns the sum of squared
     errors. ``hyper`` = (b1, b2, eps, l2x2, lo, hi) as float32."""
     b1, b2, eps, l2x2, lo, hi = hyper[0], hyper[1], hyper[2], hyper[3], hyper[4], hyper[5]
@@ -88,7 +88,8 @@ def hybrid_steps(order, users, items, ratings, start, n_steps, batch_size,
             update_row(U, mU, vU, rowsU[a], gU[a], alpha, b1, b2, eps, l2x2)
             if dense:
                 lastU[rowsU[a]] = t
-        update_dense(flatF, flat_mF, flat_vF, flat_gF, alpha, b1, b2, eps)
+        update_dense(F.reshape(-1), mF.reshape(-1), vF.reshape(-1), gF.reshape(-1), alpha,
+                     b1, b2, eps)
         update_dense(off, m_off, v_off, g_off, alpha, b1, b2, eps)
         release(slotU, rowsU, nu)
         release(slotV, rowsV, ni)
@@ -143,13 +144,11 @@ class HybridKernel:
         n_steps = min(n_steps, -(-(len(order) - start) // s.batch_size))
         U, V, F = self.user, self.item, self.features
         sse = hybrid_steps(order, users, items, ratings, start, n_steps, s.batch_size,
-                           U.w, U.m, U.v, V.w, V.m, V.v, F.w, F.m, F.v,
-                           F.w.reshape(-1), F.m.reshape(-1), F.v.reshape(-1),
-                           self.offset, self.m_off, self.v_off, self.known, self.fptr,
+                           U.w, U.m, U.v, V.w, V.m, V.v, F.w, F.m, F.v, self.offset, self.m_off, self.v_off, self.known, self.fptr,
                            self.fcol, self.fweight, self.last_u, self.last_i, self.step,
                            self.alphas, self.hyper, s.dense, self.slot_u, self.slot_i,
-                           self.work_i, self.g_user, self.g_item, self.g_features,
-                           self.g_features.reshape(-1), self.g_off, self.side)
+                           self.work_i, self.g_user, self.g_item, self.g_features, self.g_off,
+                           self.side)
         self.step += n_steps
         return sse, n_steps
 
