@@ -71,8 +71,6 @@ def peak_mb() -> float:
 
 # ---- one rank --------------------------------------------------------------------------------
 def worker(args) -> None:
-    import torch
-
     from embedrec.cli.common import load_data
     from embedrec.models import registry
     from embedrec.models.spec import Shape
