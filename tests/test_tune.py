@@ -251,3 +251,92 @@ def test_hybrid_spaces_draw_widths_inputs_and_depth():
     with pytest.raises(Exception, match="neither"):
         trial_settings(nn, optuna.trial.FixedTrial(fixed.params | {"layers": 2}), PRESET.train,
                        {"layers": 2})
+
+
+@pytest.mark.parametrize("name", ["biased", "mlp", "hybrid_mf", "hybrid_nn"])
+def test_the_first_trial_is_the_presets_own_settings(name):
+    """Tuning starts where the preset stands: the start parameters, drawn through the spec's
+    space, give back the preset's model and training settings."""
+    from embedrec.tune import start_params, trial_settings
+
+    spec = get(name)
+    preset = PRESET.with_model_settings({"hybrid_nn": {"hidden": (128, 64)}})
+    start = start_params(spec, preset, {})
+    values, train = trial_settings(spec, optuna.trial.FixedTrial(start), preset.train, {})
+    config = preset.model_config(spec)
+    drawn = spec.config(**dataclasses.asdict(config) | values)
+    if name.startswith("hybrid"):  # 0 means "n_factors": the same widths, spelled out
+        assert (drawn.du, drawn.di) == (config.du, config.di)
+        drawn = dataclasses.replace(drawn, user_factors=0, item_factors=0)
+    assert drawn == config
+    assert dataclasses.replace(preset.train, **train) == preset.train_config(name)
+    if name == "hybrid_nn":
+        assert (start["depth"], start["width"]) == (2, 128)
+    if name.startswith("hybrid"):  # the widths, and no n_factors, which does nothing there
+        assert (start["user_factors"], start["item_factors"]) == (config.du, config.di)
+        assert "n_factors" not in start
+
+
+def test_a_start_value_outside_the_space_is_left_to_the_sampler():
+    from embedrec.tune import start_params
+
+    preset = PRESET.with_overrides(batch_size=100, lr=0.5).with_model_settings(
+        {"biased": {"n_factors": 50}})
+    start = start_params(get("biased"), preset, {"lr": {"low": 0.1, "high": 1.0}})
+    assert "batch_size" not in start  # 100 is not among the choices
+    assert start["lr"] == 0.5 and start["n_factors"] == 50 and start["l2"] == preset.train.l2
+
+
+def test_a_new_study_runs_the_start_trial_first(data, tmp_path):
+    from embedrec.tune import start_params
+
+    report = run_tuning(data, preset=PRESET, models=["biased"], budget=Budget(trials=2),
+                        out=tmp_path)
+    first = report["models"]["biased"]["trials"][0]
+    assert first["params"] == start_params(get("biased"), PRESET, {})
+    again = run_tuning(data, preset=PRESET, models=["biased"], budget=Budget(trials=3),
+                       out=tmp_path)  # resuming enqueues nothing more
+    assert [t["params"] for t in again["models"]["biased"]["trials"][:2]] == \
+        [t["params"] for t in report["models"]["biased"]["trials"]]
+
+
+def test_warm_rows_are_those_whose_user_and_movie_have_training_ratings():
+    from embedrec.data.dataset import Ratings
+    from embedrec.tune import warm_rows
+
+    import pandas as pd
+
+    frame = pd.DataFrame({"user": [1, 1, 2, 2, 1, 3, 2, 2], "item": [1, 2, 1, 2, 1, 1, 3, 2],
+                          "rating": [4.0, 3, 2, 5, 1, 2, 3, 4]})
+    whole = Ratings.from_frame(frame, scale=(0.5, 5.0))
+    train, valid = whole.take(np.arange(4)), whole.take(np.arange(4, 8))
+    warm = warm_rows(valid, train)
+    # (1, 1) and (2, 2) are warm; user 3 and movie 3 have no training ratings
+    assert list(zip(warm.users, warm.items)) == [(valid.users[0], valid.items[0]),
+                                                 (valid.users[3], valid.items[3])]
+
+
+def test_a_trials_value_scores_cold_rows_as_the_test_does(tmp_path):
+    """A sparse set with movies whose only ratings fell into validation: the trial's value is
+    the MSE of the bundle (fallback for those rows) at the best epoch, not the model's own
+    guess from untrained embeddings."""
+    from embedrec.evaluation.evaluate import evaluate_ratings
+    from embedrec.experiment import bundle_of, fit_fallback, fit_model
+    from embedrec.tune import start_params, warm_rows
+
+    sparse = make_ratings(n_users=40, n_items=80, density=0.04, seed=5)
+    preset = PRESET.with_overrides(valid_fraction=0.3)
+    report = run_tuning(sparse, preset=preset, models=["dot"], budget=Budget(trials=1),
+                        out=tmp_path)
+    value = report["models"]["dot"]["trials"][0]["value"]
+    fold = tuning_fold(sparse, preset, 0)
+    monitored = dataclasses.replace(fold, valid=warm_rows(fold.valid, fold.train))
+    assert len(monitored.valid) < len(fold.valid)  # there are cold rows
+    run = preset.with_model_settings({"dot": {}})
+    assert start_params(get("dot"), preset, {})  # the one trial ran the preset's settings
+    fitted = fit_model("dot", monitored, run, seed=0)
+    metrics, _ = evaluate_ratings(bundle_of(fitted, fold, fit_fallback(fold, preset)).scored,
+                                  fold.valid)
+    assert metrics["n_cold"] > 0
+    assert value == pytest.approx(metrics["mse"], rel=1e-6)
+    assert value != pytest.approx(metrics["rmse_model_all"] ** 2, rel=1e-3)

@@ -513,13 +513,19 @@ class HybridSpec(ModelSpec):
         """The shared knobs, with the user and the movie width drawn independently, and each
         optional input switched on or off."""
         model_values, train_values = super().search_space(trial, train)
-        widths = [16, 32, 64, 128]
-        model_values |= {
-            "user_factors": trial.suggest_categorical("user_factors", widths),
-            "item_factors": trial.suggest_categorical("item_factors", widths),
-        } | {key: trial.suggest_categorical(key, [True, False])
-             for key in ("use_genres", "use_year", "use_time", "use_implicit")}
+        model_values |= {key: trial.suggest_categorical(key, [True, False])
+                         for key in ("use_genres", "use_year", "use_time", "use_implicit")}
         return model_values, train_values
+
+    def width_space(self, trial) -> dict:
+        """The user and the movie width, drawn independently (``n_factors`` then does
+        nothing, so it is not drawn)."""
+        widths = [16, 32, 50, 64, 128]
+        return {"user_factors": trial.suggest_categorical("user_factors", widths),
+                "item_factors": trial.suggest_categorical("item_factors", widths)}
+
+    def search_start(self, config) -> dict:
+        return {"user_factors": config.du, "item_factors": config.di}
 
     def build(self, config: HybridConfig, shape: Shape):
         return module_class()(shape, config, self.head)
@@ -629,6 +635,10 @@ class HybridNNSpec(HybridSpec):
             "dropout": trial.suggest_float("dropout", 0.0, 0.5),
         }
         return model_values, train_values
+
+    def search_start(self, config) -> dict:
+        return super().search_start(config) | {"depth": len(config.hidden),
+                                               "width": config.hidden[0]}
 
     def solve(self, scorer, items, r, c, const, l2, iterations):
         lo, hi = scorer.low, scorer.high

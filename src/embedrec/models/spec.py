@@ -162,11 +162,20 @@ class ModelSpec:
             "batch_size": trial.suggest_categorical("batch_size",
                                                     [32, 64, 128, 256, 512, 1024, 2048]),
         }
-        model_values = {}
-        if "n_factors" in {f.name for f in dataclasses.fields(self.Config)}:
-            model_values["n_factors"] = trial.suggest_categorical("n_factors",
-                                                                  [16, 32, 50, 64, 128])
-        return model_values, train_values
+        return self.width_space(trial), train_values
+
+    def width_space(self, trial) -> dict:
+        """The embedding width(s) a trial draws: ``n_factors`` when the Config has it."""
+        if "n_factors" not in {f.name for f in dataclasses.fields(self.Config)}:
+            return {}
+        return {"n_factors": trial.suggest_categorical("n_factors", [16, 32, 50, 64, 128])}
+
+    def search_start(self, config) -> dict:
+        """Values of drawn parameters that are not ``config`` fields but reproduce it (e.g. a
+        depth that sets hidden widths). Tuning's first trial is the preset's own settings:
+        every drawn parameter named like a Config or TrainConfig field takes that field's
+        value, and these fill in the rest."""
+        return {}
 
     # ---- making it ---------------------------------------------------------------------
     def build(self, config, shape: Shape):

@@ -100,7 +100,8 @@ def section(folder) -> str:
                     f"<td style='text-align:left'>{html.escape(text)}</td></tr>")
     parts = [f"<h2>Tuning</h2><p>Every model had the same budget: {budget.get('trials')} "
              f"trials, wall-clock cap {budget.get('timeout') or 'none'} s per model; TPE "
-             f"sampling, median pruning on the per-epoch validation loss; "
+             f"sampling, pruning: {html.escape(str(report.get('pruner', 'on the per-epoch validation loss')))}; "
+             "the first trial is the preset's own settings; "
              f"{report.get('n_train', 0):,} training and {report.get('n_valid', 0):,} validation "
              "rows (the test rows are not read while tuning).</p>",
              "<table><tr><th>model</th><th>best validation MSE</th><th>complete</th>"
