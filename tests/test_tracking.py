@@ -61,9 +61,9 @@ def test_tune_logs_every_trial_and_the_best_settings(ratings_csv, tmp_path):
     (run,) = client.search_runs([exp.experiment_id])
     report = json.loads((out / "tuning.json").read_text())["models"]["biased"]
     values = [t["value"] for t in report["trials"] if t["value"] is not None]
-    history = client.get_metric_history(run.info.run_id, "trial_valid_mse")
+    history = client.get_metric_history(run.info.run_id, "trial_value")
     assert [m.value for m in history] == pytest.approx(values)
-    assert run.data.metrics["best_valid_mse"] == pytest.approx(report["best_value"])
+    assert run.data.metrics["best_value"] == pytest.approx(report["best_value"])
     assert run.data.params["best.lr"] == str(report["best_train_settings"]["lr"])
     assert {a.path for a in client.list_artifacts(run.info.run_id)} >= {"best.json", "tuning.json"}
 

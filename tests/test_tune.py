@@ -340,3 +340,38 @@ def test_a_trials_value_scores_cold_rows_as_the_test_does(tmp_path):
     assert metrics["n_cold"] > 0
     assert value == pytest.approx(metrics["mse"], rel=1e-6)
     assert value != pytest.approx(metrics["rmse_model_all"] ** 2, rel=1e-3)
+
+
+def test_ranking_models_are_tuned_on_validation_ndcg(data, tmp_path):
+    """iALS ranks only: a trial's value is 1 - NDCG@k over the validation rows (a rating >= the
+    threshold relevant), with only the movies it was fitted on masked."""
+    from embedrec.evaluation.evaluate import evaluate_ranking
+    from embedrec.experiment import bundle_of, fit_fallback, fit_model
+    from embedrec.recommender import recommend_all
+
+    report = run_tuning(data, preset=PRESET, models=["ials"], budget=Budget(trials=2),
+                        out=tmp_path)
+    res = report["models"]["ials"]
+    assert res["objective"] == "1 - validation NDCG@10"
+    first = res["trials"][0]
+    assert first["params"] == {"n_factors": 50, "alpha": 10.0, "reg": 5.0}  # the preset's
+    fold = tuning_fold(data, PRESET, 0)
+    fitted = fit_model("ials", fold, PRESET, seed=0)
+    bundle = bundle_of(fitted, dataclasses.replace(fold, seen=fold.train),
+                       fit_fallback(fold, PRESET))
+    metrics = evaluate_ranking(lambda u: recommend_all(bundle, 10, users=u)[0], fold.valid,
+                               k=10, threshold=4.0, item_counts=bundle.item_counts)
+    assert metrics["n_users_ranked"] > 0 and 0 < metrics["ndcg_at_k"] < 1
+    assert first["value"] == pytest.approx(1 - metrics["ndcg_at_k"], abs=1e-12)
+    assert len({t["value"] for t in res["trials"]}) == 2  # the second trial drew other settings
+
+
+def test_a_ranking_loss_is_pruned_on_its_own_loss_and_tuned_on_ndcg(data, tmp_path):
+    preset = PRESET.with_overrides(loss="bpr")
+    report = run_tuning(data, preset=preset, models=["dot"], budget=Budget(trials=2),
+                        out=tmp_path)
+    res = report["models"]["dot"]
+    assert res["objective"] == "1 - validation NDCG@10"
+    for trial in res["trials"]:
+        assert trial["state"] == "COMPLETE" and 0 <= trial["value"] <= 1
+        assert trial["epochs"] >= 1  # the per-epoch valid_bpr reached the pruner

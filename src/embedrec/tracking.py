@@ -135,13 +135,14 @@ def log_tuning(report: dict, uri: str | None, out_dir=None,
             with mlflow.start_run(run_name=f"tune {name}") as run:
                 mlflow.log_params({"model": name, "trials": report["budget"]["trials"],
                                    "timeout": report["budget"]["timeout"],
-                                   "dataset": report["dataset"], "seed": report["seed"]})
+                                   "dataset": report["dataset"], "seed": report["seed"],
+                                   "objective": res.get("objective", "validation MSE")})
                 best = res["best_model_settings"] | res["best_train_settings"]
                 mlflow.log_params(_flat("best", best, {}))
                 for trial in res["trials"]:
                     if trial["value"] is not None:
-                        mlflow.log_metric("trial_valid_mse", trial["value"], step=trial["number"])
-                mlflow.log_metrics(_metrics({"best_valid_mse": res["best_value"],
+                        mlflow.log_metric("trial_value", trial["value"], step=trial["number"])
+                mlflow.log_metrics(_metrics({"best_value": res["best_value"],
                                              "n_complete": res["n_complete"],
                                              "n_pruned": res["n_pruned"],
                                              "seconds": res["seconds"]}))

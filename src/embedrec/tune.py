@@ -31,7 +31,7 @@ import numpy as np
 
 from embedrec.data.dataset import Ratings
 from embedrec.errors import ConfigError, EmbedrecError
-from embedrec.evaluation.evaluate import evaluate_ratings
+from embedrec.evaluation.evaluate import evaluate_ranking, evaluate_ratings
 from embedrec.experiment import bundle_of, fit_fallback, fit_model, make_fold, splits
 from embedrec.models.registry import check_model_names
 from embedrec.models.registry import get as get_spec
@@ -180,7 +180,7 @@ class _StartProbe:
     it; any other draw is left to the sampler."""
 
     def __init__(self, values: dict):
-        self.values, self.params = values, {}
+        self.values, self.params, self.outside = values, {}, []
 
     def _take(self, name, fits, placeholder):
         value = self.values.get(name)
@@ -189,6 +189,7 @@ class _StartProbe:
         if value is not None and fits(value):
             self.params[name] = value
             return value
+        self.outside.append(name)
         return placeholder
 
     @staticmethod
@@ -215,6 +216,9 @@ def start_params(spec, preset: Preset, overrides: dict) -> dict:
     values = dataclasses.asdict(train) | dataclasses.asdict(config) | spec.search_start(config)
     probe = _StartProbe(values)
     trial_settings(spec, probe, train, overrides)
+    if probe.outside:
+        log.info("%s: the first trial draws %s (the preset's value is outside the search "
+                 "space)", spec.name, ", ".join(probe.outside))
     return probe.params
 
 
@@ -231,6 +235,7 @@ class ModelTuning:
     n_complete: int
     n_pruned: int
     settings_keys: dict = field(default_factory=dict)  # param -> "model" | "train"
+    objective: str = "validation MSE"  # what best_value measures (lower is better)
 
 
 def tuning_fold(data: Ratings, preset: Preset, seed: int):
@@ -252,6 +257,39 @@ def warm_rows(valid: Ratings, train: Ratings) -> Ratings:
     users[train.users] = True
     items[train.items] = True
     return valid.take(np.flatnonzero(users[valid.users] & items[valid.items]))
+
+
+def validation_value(fitted, fold, fallback, preset: Preset) -> float:
+    """A trial's value, scored the way the test rows will be (lower is better).
+
+    A model that predicts ratings: the MSE of its kept (best) epoch's weights on the
+    validation rows, a row it cannot score by the fallback. A ranking model (EASE, iALS,
+    kNN, a ranking loss): 1 - NDCG@k over the validation rows, a rating at least the relevance
+    threshold relevant, with only the movies of the rows it was fitted on masked."""
+    bundle = bundle_of(fitted, replace(fold, seen=fold.train), fallback)
+    if bundle.scored.predicts_ratings:
+        metrics, _ = evaluate_ratings(bundle.scored, fold.valid)
+        return float(metrics["mse"])
+    from embedrec.recommender import recommend_all
+
+    k, threshold = preset.evaluation.top_k, preset.evaluation.relevance_threshold
+    metrics = evaluate_ranking(lambda users: recommend_all(bundle, k, users=users)[0],
+                               fold.valid, k=k, threshold=threshold,
+                               item_counts=bundle.item_counts)
+    if not metrics["n_users_ranked"]:
+        raise EmbedrecError(f"no validation rating reaches {threshold:g}: nothing to rank")
+    return 1.0 - float(metrics["ndcg_at_k"])
+
+
+def objective_name(name: str, preset: Preset) -> str:
+    """What ``validation_value`` computes for model ``name`` under ``preset``."""
+    from embedrec.models.outputs import predicts_ratings
+
+    spec = get_spec(name)
+    loss = preset.train_config(name).loss if spec.capabilities.trained_by == "torch" else None
+    if predicts_ratings(spec.capabilities, loss):
+        return "validation MSE"
+    return f"1 - validation NDCG@{preset.evaluation.top_k}"
 
 
 def _storage_url(out: Path) -> str:
@@ -292,7 +330,8 @@ def tune_model(name: str, fold, preset: Preset, budget: Budget, out: Path, *, se
         best_so_far = [math.inf]
 
         def report(epoch: int, record: dict) -> None:
-            value = record.get("valid_mse")
+            value = next((v for k, v in record.items() if k.startswith("valid_")
+                          and v is not None), None)  # the loss's own validation metric
             if value is None or not math.isfinite(value):
                 return
             best_so_far[0] = min(best_so_far[0], value)  # the objective: the best epoch's
@@ -301,15 +340,7 @@ def tune_model(name: str, fold, preset: Preset, budget: Budget, out: Path, *, se
                 raise optuna.TrialPruned()
 
         fitted = fit_model(name, monitored, run, seed=seed, on_epoch=report)
-        scored = bundle_of(fitted, fold, fallback).scored
-        if scored.predicts_ratings:  # scored as the test rows will be: the best epoch's
-            metrics, _ = evaluate_ratings(scored, fold.valid)  # weights, cold rows by the
-            return float(metrics["mse"])  # fallback unless the model can score them
-        values = [e["valid_mse"] for e in (fitted.history.epochs if fitted.history else [])
-                  if e.get("valid_mse") is not None]
-        if not values:
-            raise EmbedrecError(f"{name}: training reported no validation loss")
-        return float(min(values))
+        return validation_value(fitted, fold, fallback, preset)
 
     def count() -> int:
         return sum(t.state in finished for t in study.get_trials(deepcopy=False))
@@ -334,7 +365,9 @@ def tune_model(name: str, fold, preset: Preset, budget: Budget, out: Path, *, se
         study.optimize(objective, n_trials=remaining, timeout=budget.timeout,
                        callbacks=[callback], catch=(EmbedrecError,), gc_after_trial=False)
     seconds = time.perf_counter() - t0
-    return summarise(study, name, seconds, keys)
+    result = summarise(study, name, seconds, keys)
+    result.objective = objective_name(name, preset)
+    return result
 
 
 def summarise(study, name: str, seconds: float, keys: dict | None = None) -> ModelTuning:
@@ -405,8 +438,10 @@ def run_tuning(data: Ratings, *, preset: Preset, models: list[str], budget: Budg
         "split": preset.split.kind, "split_seed": preset.split.seed,
         "n_train": len(fold.train), "n_valid": len(fold.valid), "seed": seed,
         "budget": {"trials": budget.trials, "timeout": budget.timeout},
-        "objective": ("validation MSE of the best epoch's weights, cold rows scored as on the "
-                      "test rows (lower is better)"),
+        "objective": ("per model (its objective): the validation MSE of the best epoch's "
+                      "weights, cold rows scored as on the test rows, for a model that "
+                      "predicts ratings; 1 - validation NDCG@k for a ranking model (lower is "
+                      "better)"),
         "sampler": "TPE",
         "pruner": (f"percentile {PRUNE_PERCENTILE:g} after {PRUNE_WARMUP_EPOCHS} epochs, on the "
                    "best per-epoch validation MSE so far"),

@@ -34,6 +34,9 @@ def tune(
     engine: EngineOpt = None,
     updates: UpdatesOpt = None,
     valid_fraction: Annotated[Optional[float], typer.Option(help="Validation share of train.")] = None,
+    loss: Annotated[Optional[str], typer.Option(
+        help="Loss of the torch models: mse, or a ranking loss bpr, bpr_pop, softmax (then "
+             "tuned on validation NDCG@k).")] = None,
     space: Annotated[Optional[Path], typer.Option(
         "--space", help="JSON search-space overrides: {model or '*': {param: {low, high, log} | "
                         "{choices: [...]} | value}}.")] = None,
@@ -46,14 +49,16 @@ def tune(
     items: ItemsOpt = None,
     no_download: NoDownloadOpt = False,
 ) -> None:
-    """Tune each model's settings with Optuna (TPE, pruning on validation loss); write a preset
-    file of the best settings for `compare --preset-file` and `train --preset-file`."""
+    """Tune each model's settings with Optuna (TPE, pruning on validation loss; rating models
+    by validation MSE, ranking models by validation NDCG@k); write a preset file of the best
+    settings for `compare --preset-file` and `train --preset-file`."""
     from embedrec.presets import choose_preset
     from embedrec.tune import Budget, load_space_file, run_tuning
 
     budget = Budget(trials=trials, timeout=timeout)
     chosen = choose_preset(preset, preset_file).with_overrides(
-        epochs=epochs, engine=engine, updates=updates, valid_fraction=valid_fraction, threads=threads)
+        epochs=epochs, engine=engine, updates=updates, valid_fraction=valid_fraction, threads=threads,
+        loss=loss)
     chosen = chosen.with_model_settings(parse_settings(settings))
     overrides = load_space_file(space) if space is not None else {}
     names = split_models(models) or DEFAULT_MODELS.split(",")
@@ -84,14 +89,15 @@ def tune(
 
 
 def print_tuning(report: dict) -> None:
-    table = Table(title=f"tuning ({report['budget']['trials']} trials per model, validation "
-                        "MSE)", title_justify="left")
-    for col in ("model", "best valid MSE", "complete", "pruned", "best settings"):
+    table = Table(title=f"tuning ({report['budget']['trials']} trials per model; lower is "
+                        "better)", title_justify="left")
+    for col in ("model", "objective", "best", "complete", "pruned", "best settings"):
         table.add_column(col, justify="left" if col in ("model", "best settings") else "right")
     for name, res in report["models"].items():
         best = res["best_value"]
         settings = res["best_model_settings"] | res["best_train_settings"]
-        table.add_row(name, "-" if best is None else f"{best:.4f}", str(res["n_complete"]),
+        table.add_row(name, res.get("objective", "validation MSE"),
+                      "-" if best is None else f"{best:.4f}", str(res["n_complete"]),
                       str(res["n_pruned"]), ", ".join(f"{k}={_short(v)}" for k, v in
                                                       settings.items()))
     out.print(table)

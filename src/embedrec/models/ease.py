@@ -95,6 +95,12 @@ class EASESpec(ModelSpec):
     capabilities = Capabilities(trained_by="fit", predicts_ratings=False)
     colour = "#17becf"
 
+    def search_space(self, trial, train):
+        """One lambda (the tuner chooses it on validation NDCG instead of the fit's own
+        held-out interactions) and the item cut-off."""
+        return {"l2": trial.suggest_float("l2", 10.0, 3000.0, log=True),
+                "min_count": trial.suggest_int("min_count", 1, 10)}, {}
+
     def fit(self, config: EASEConfig, train: Ratings, shape: Shape) -> EASEScorer:
         users, items = interactions(train, config.min_rating)
         counts = np.bincount(items, minlength=shape.n_items).astype(np.float64)

@@ -135,6 +135,13 @@ class IALSSpec(ModelSpec):
     capabilities = Capabilities(trained_by="fit", predicts_ratings=False, item_vectors=True)
     colour = "#bcbd22"
 
+    def search_space(self, trial, train):
+        """Width, confidence and regularisation (Rendle et al. 2021 found iALS competitive
+        once these are tuned)."""
+        return {"n_factors": trial.suggest_categorical("n_factors", [32, 50, 64, 128, 256]),
+                "alpha": trial.suggest_float("alpha", 0.3, 100.0, log=True),
+                "reg": trial.suggest_float("reg", 0.05, 200.0, log=True)}, {}
+
     def fit(self, config: IALSConfig, train: Ratings, shape: Shape) -> IALSScorer:
         users, items = interactions(train, config.min_rating)
         rng = np.random.default_rng(config.seed)

@@ -79,6 +79,10 @@ class KNNSpec(ModelSpec):
     capabilities = Capabilities(trained_by="fit", predicts_ratings=False)
     colour = "#8c564b"
 
+    def search_space(self, trial, train):
+        """Neighbours kept per item."""
+        return {"k": trial.suggest_int("k", 5, 500, log=True)}, {}
+
     def fit(self, config: KNNConfig, train: Ratings, shape: Shape) -> KNNScorer:
         check_memory(f"knn on {shape.n_users:,} users x {shape.n_items:,} items",
                      4.0 * shape.n_users * shape.n_items + 8.0 * config.chunk * shape.n_items,

@@ -51,7 +51,7 @@ def _history_figure(data: dict) -> str:
         ax.scatter(d["trial"], d["value"], s=10, alpha=0.4, color=colour(name))
         ax.step(d["trial"], d["best_so_far"], where="post", color=colour(name), label=name)
     ax.set_xlabel("trial")
-    ax.set_ylabel("validation MSE")
+    ax.set_ylabel("trial value (lower is better)")
     lows = [min(d["value"]) for d in data.values()]
     highs = [np.percentile(d["value"], 90) for d in data.values()]
     ax.set_ylim(min(lows) * 0.995, max(highs) * 1.01)
@@ -95,7 +95,8 @@ def section(folder) -> str:
         text = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
                          for k, v in settings.items())
         best = "–" if res["best_value"] is None else f"{res['best_value']:.4f}"
-        rows.append(f"<tr><th class=m>{html.escape(name)}</th><td>{best}</td>"
+        objective = html.escape(res.get("objective", "validation MSE"))
+        rows.append(f"<tr><th class=m>{html.escape(name)}</th><td>{objective}</td><td>{best}</td>"
                     f"<td>{res['n_complete']}</td><td>{res['n_pruned']}</td>"
                     f"<td style='text-align:left'>{html.escape(text)}</td></tr>")
     parts = [f"<h2>Tuning</h2><p>Every model had the same budget: {budget.get('trials')} "
@@ -104,16 +105,16 @@ def section(folder) -> str:
              "the first trial is the preset's own settings; "
              f"{report.get('n_train', 0):,} training and {report.get('n_valid', 0):,} validation "
              "rows (the test rows are not read while tuning).</p>",
-             "<table><tr><th>model</th><th>best validation MSE</th><th>complete</th>"
+             "<table><tr><th>model</th><th>objective (lower is better)</th><th>best</th><th>complete</th>"
              f"<th>pruned</th><th>best settings</th></tr>{''.join(rows)}</table>"]
     data = history_data(report)
     if data:
         parts.append(f"<figure><img alt='optimisation history' src='{_history_figure(data)}'>"
-                     "<figcaption>Validation MSE of each completed trial and the best so far, "
-                     "per model.</figcaption></figure>")
+                     "<figcaption>Value of each completed trial (the model's objective, in the "
+                     "table) and the best so far, per model.</figcaption></figure>")
     imp = _importance_figure(report)
     if imp:
         parts.append(f"<figure><img alt='parameter importances' src='{imp}'><figcaption>"
                      "Parameter importances (Optuna) per model: how much of the spread of "
-                     "validation MSE each setting explains.</figcaption></figure>")
+                     "the objective each setting explains.</figcaption></figure>")
     return "".join(parts)
