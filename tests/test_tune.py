@@ -375,3 +375,17 @@ def test_a_ranking_loss_is_pruned_on_its_own_loss_and_tuned_on_ndcg(data, tmp_pa
     for trial in res["trials"]:
         assert trial["state"] == "COMPLETE" and 0 <= trial["value"] <= 1
         assert trial["epochs"] >= 1  # the per-epoch valid_bpr reached the pruner
+
+
+def test_tune_for_protocol_b_uses_its_split_and_relevance(ratings_csv, tmp_path):
+    out = tmp_path / "b"
+    assert main(["tune", "--data", str(ratings_csv), "--models", "ials", "--trials", "2",
+                 "--valid-fraction", "0.1", "--protocol", "b", "--holdout-fraction", "0.25",
+                 "--out", str(out)]) == 0
+    report = json.loads((out / "tuning.json").read_text())
+    assert report["protocol"] == "b" and report["split"] == "user-random"
+    assert report["relevance_threshold"] == 0.5  # every held-out rating is relevant
+    assert report["base_preset"]["split"]["test_fraction"] == 0.25
+    assert report["models"]["ials"]["objective"] == "1 - validation NDCG@10"
+    assert main(["tune", "--data", str(ratings_csv), "--protocol", "c", "--out",
+                 str(tmp_path / "c")]) == 1

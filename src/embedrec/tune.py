@@ -415,7 +415,7 @@ def best_preset(preset: Preset, results: list[ModelTuning]) -> Preset:
 
 def run_tuning(data: Ratings, *, preset: Preset, models: list[str], budget: Budget, out,
                seed: int = 0, space: dict | None = None, progress: TrialProgress | None = None,
-               on_trial: Callable | None = None) -> dict:
+               on_trial: Callable | None = None, protocol: str | None = None) -> dict:
     """Tune ``models`` one after another with the same budget; write best.json and
     tuning.json into ``out``; return what tuning.json holds."""
     from embedrec.compare import versions
@@ -435,7 +435,8 @@ def run_tuning(data: Ratings, *, preset: Preset, models: list[str], budget: Budg
     atomic_write(out / "best.json", json.dumps(chosen.to_dict(), indent=1))
     report = {
         "dataset": data.name, "dataset_md5": data.source.get("md5"),
-        "split": preset.split.kind, "split_seed": preset.split.seed,
+        "protocol": protocol, "split": preset.split.kind, "split_seed": preset.split.seed,
+        "relevance_threshold": preset.evaluation.relevance_threshold,
         "n_train": len(fold.train), "n_valid": len(fold.valid), "seed": seed,
         "budget": {"trials": budget.trials, "timeout": budget.timeout},
         "objective": ("per model (its objective): the validation MSE of the best epoch's "

@@ -37,6 +37,13 @@ def tune(
     loss: Annotated[Optional[str], typer.Option(
         help="Loss of the torch models: mse, or a ranking loss bpr, bpr_pop, softmax (then "
              "tuned on validation NDCG@k).")] = None,
+    protocol: Annotated[str, typer.Option(
+        help="Tune for protocol a (the preset's split, rating >= 4 relevant) or b (per-user "
+             "holdout, every held-out rating relevant; ranking losses learn from every "
+             "rating), as `compare --protocol` evaluates.")] = "a",
+    holdout: Annotated[str, typer.Option(help="Protocol b: random or latest.")] = "random",
+    holdout_fraction: Annotated[float, typer.Option(
+        min=0.01, max=0.9, help="Protocol b: share of each user's ratings held out.")] = 0.2,
     space: Annotated[Optional[Path], typer.Option(
         "--space", help="JSON search-space overrides: {model or '*': {param: {low, high, log} | "
                         "{choices: [...]} | value}}.")] = None,
@@ -66,7 +73,15 @@ def tune(
         from embedrec.tracking import check_available
 
         check_available()
+    if protocol not in ("a", "b"):
+        from embedrec.errors import ConfigError
+
+        raise ConfigError(f"unknown protocol {protocol!r}; use a or b")
     ratings = load_data(dataset, data, download=not no_download, items=items)
+    from embedrec.protocols import protocol_preset
+
+    chosen = protocol_preset(chosen, protocol, ratings, holdout=holdout,
+                             fraction=holdout_fraction)
     bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                    TextColumn("best {task.fields[best]}"), TimeElapsedColumn(), console=err,
                    disable=not err.is_terminal)
@@ -78,7 +93,7 @@ def tune(
                        best="-" if best is None else f"{best:.4f}")
 
         report = run_tuning(ratings, preset=chosen, models=names, budget=budget, out=out_dir,
-                            seed=seed, space=overrides, progress=progress)
+                            seed=seed, space=overrides, progress=progress, protocol=protocol)
     print_tuning(report)
     if mlflow is not None:
         from embedrec.tracking import log_tuning
