@@ -37,8 +37,9 @@ def test_learning_curves_match_results_history(folder):
     for rec in results:
         if rec["model"] in ("dot", "biased", "mlp"):
             series = [s for s in figures["learning_curves"][rec["model"]] if s["seed"] == rec["seed"]]
-            assert series[0]["train_mse"] == [e["train_mse"] for e in rec["history"]]
-            assert series[0]["valid_mse"] == [e["valid_mse"] for e in rec["history"]]
+            assert series[0]["loss"] == "mse"
+            assert series[0]["train"] == [e["train_mse"] for e in rec["history"]]
+            assert series[0]["valid"] == [e["valid_mse"] for e in rec["history"]]
     assert set(figures["learning_curves"]) == {"dot", "biased", "mlp"}
 
 
@@ -167,3 +168,20 @@ def test_ablation_table_from_hand_made_records():
                         "0.9700 ± 0.0010 | 0.8200 ± 0.0010 | 2.50 ± 0.00 | 1.25 |")
     assert lines[4].startswith("| hybrid_mf -genres | ids, year | 0.8600 ± 0.0010 | +0.0300 |")
     assert ablation_rows(results[:2], summary[1:3], {"models": ["biased", "hybrid_mf"]}) == []
+
+
+def test_a_report_of_models_trained_with_a_ranking_loss_draws_that_loss(tmp_path):
+    """Regression: the learning curves read train_mse and failed (KeyError) for a comparison
+    whose torch models were trained with bpr."""
+    data = make_ratings(n_users=30, n_items=25, seed=6)
+    preset = get_preset("default").with_overrides(epochs=2, loss="bpr")
+    comp = run_comparison(data, preset=preset, models=["dot", "pop"], seeds=1)
+    write_results(comp, tmp_path)
+    build_report(tmp_path)
+    curves = _json(tmp_path / "figures.json")["learning_curves"]
+    (series,) = curves["dot"]
+    history = _json(tmp_path / "results.json")[0]["history"]
+    assert series["loss"] == "bpr"
+    assert series["train"] == [e["train_bpr"] for e in history]
+    assert series["valid"] == [e["valid_bpr"] for e in history]
+    assert (tmp_path / "report.html").is_file()

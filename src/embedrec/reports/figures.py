@@ -35,17 +35,23 @@ def _models(results: list[dict]) -> list[str]:
 
 
 def learning_curves(results: list[dict]) -> dict:
-    """model -> list of {seed, fold, epoch, train_mse, valid_mse} series."""
+    """model -> list of {seed, fold, loss, epoch, train, valid} series: the training loss
+    (``train_<loss>`` in the history: mse, bpr, softmax) and its validation value per epoch."""
     curves: dict = {}
     for rec in results:
-        if rec.get("history"):
-            curves.setdefault(rec["model"], []).append({
-                "seed": rec["seed"], "fold": rec.get("fold", 1),
-                "epoch": [e["epoch"] for e in rec["history"]],
-                "train_mse": [e["train_mse"] for e in rec["history"]],
-                "valid_mse": [e["valid_mse"] for e in rec["history"]],
-                "best_epoch": rec.get("best_epoch"),
-            })
+        history = rec.get("history")
+        if not history:
+            continue
+        loss = next((k[len("train_"):] for k in history[0] if k.startswith("train_")), None)
+        if loss is None:
+            continue
+        curves.setdefault(rec["model"], []).append({
+            "seed": rec["seed"], "fold": rec.get("fold", 1), "loss": loss,
+            "epoch": [e["epoch"] for e in history],
+            "train": [e.get(f"train_{loss}") for e in history],
+            "valid": [e.get(f"valid_{loss}") for e in history],
+            "best_epoch": rec.get("best_epoch"),
+        })
     return curves
 
 

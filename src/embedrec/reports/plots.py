@@ -38,16 +38,17 @@ def learning_curves(data: dict):
     for ax, (model, runs) in zip(axes[0], data.items()):
         for i, run in enumerate(runs):
             label = i == 0
-            ax.plot(run["epoch"], run["train_mse"], color=colour(model), ls="--", alpha=0.8,
+            ax.plot(run["epoch"], run["train"], color=colour(model), ls="--", alpha=0.8,
                     label="train" if label else None)
-            if any(v is not None for v in run["valid_mse"]):
-                ax.plot(run["epoch"], run["valid_mse"], color=colour(model), marker="o", ms=3,
+            if any(v is not None for v in run["valid"]):
+                ax.plot(run["epoch"], run["valid"], color=colour(model), marker="o", ms=3,
                         label="validation" if label else None)
-            if run.get("best_epoch") and any(v is not None for v in run["valid_mse"]):
+            if run.get("best_epoch") and any(v is not None for v in run["valid"]):
                 ax.axvline(run["best_epoch"], color=colour(model), alpha=0.15)
         ax.set_title(f"{model} ({len(runs)} seed{'s' if len(runs) > 1 else ''})")
         ax.set_xlabel("epoch")
-        ax.set_ylabel("MSE (rating²)")
+        losses = {run["loss"] for run in runs}
+        ax.set_ylabel("MSE (rating²)" if losses == {"mse"} else f"{' / '.join(sorted(losses))} loss")
         ax.legend(frameon=False)
     fig.suptitle("Learning curves: train (dashed) and validation loss per epoch")
     fig.tight_layout()
