@@ -125,7 +125,7 @@ def run_comparison(
     for number, sp in enumerate(folds, start=1):
         for seed in range(first_seed, first_seed + seeds):
             fold = make_fold(data, sp.train, sp.test, valid_fraction=preset.split.valid_fraction,
-                             seed=seed, number=number)
+                             seed=seed, number=number, kind=kind)
             fallback = fit_fallback(fold, preset)
             for run in runs:
                 name = run.label

@@ -20,7 +20,7 @@ import numpy as np
 from embedrec.data.dataset import Ratings
 from embedrec.data.shards import is_shard
 from embedrec.errors import ConfigError
-from embedrec.data.split import Split, check_size, kfold, make_split, validation_rows
+from embedrec.data.split import Split, carve_validation, check_size, kfold, make_split
 from embedrec.evaluation.scoring import score_bundle
 from embedrec.recommender import topn_device
 from embedrec.models.baselines import BiasBaseline
@@ -69,8 +69,10 @@ def splits(data: Ratings, preset: Preset, kind: str | None = None) -> list[Split
 
 
 def make_fold(data: Ratings, train_rows: np.ndarray, test_rows: np.ndarray | None, *,
-              valid_fraction: float, seed: int, number: int = 1) -> Fold:
-    fit_idx, valid_idx = validation_rows(train_rows, valid_fraction, seed)
+              valid_fraction: float, seed: int, number: int = 1, kind: str = "random") -> Fold:
+    """A fold; its validation carve-out is shaped like the split ``kind``'s test part (per user
+    for the per-user splits, see ``data.split.carve_validation``)."""
+    fit_idx, valid_idx = carve_validation(data, train_rows, valid_fraction, seed, kind)
     return Fold(number=number, train=data.take(fit_idx),
                 valid=data.take(valid_idx) if len(valid_idx) else None,
                 seen=data.take(train_rows),
@@ -157,7 +159,8 @@ def train_bundle(data: Ratings, name: str, preset: Preset, *, seed: int = 0,
     if split is not None:
         sp = splits(data, preset, split)[0]
         rows, test_rows = sp.train, sp.test
-    fold = make_fold(data, rows, test_rows, valid_fraction=preset.split.valid_fraction, seed=seed)
+    fold = make_fold(data, rows, test_rows, valid_fraction=preset.split.valid_fraction, seed=seed,
+                     kind=split or "random")
     fallback = fit_fallback(fold, preset)
     if checkpoints is not None:
         checkpoints.bind(dataset=data.name, dataset_md5=data.source.get("md5"),

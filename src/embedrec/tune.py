@@ -245,7 +245,8 @@ def tuning_fold(data: Ratings, preset: Preset, seed: int):
         raise ConfigError("tuning needs validation rows: use a preset with a validation "
                           "fraction or --valid-fraction X (e.g. 0.05)")
     sp = splits(data, preset)[0]
-    return make_fold(data, sp.train, None, valid_fraction=preset.split.valid_fraction, seed=seed)
+    return make_fold(data, sp.train, None, valid_fraction=preset.split.valid_fraction, seed=seed,
+                     kind=preset.split.kind)
 
 
 def warm_rows(valid: Ratings, train: Ratings) -> Ratings:

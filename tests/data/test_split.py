@@ -223,3 +223,27 @@ def test_validation_rows_fraction_zero_and_bad_fraction():
     assert fit.tolist() == [5, 3, 9] and valid.tolist() == []
     with pytest.raises(ConfigError):
         validation_rows(train, 1.0, 1)
+
+
+def test_a_per_user_split_carves_its_validation_rows_per_user():
+    """Under user-random each user's training rows lose the same share (at least one kept);
+    under user-latest the latest ones; other splits keep the random carve-out."""
+    from embedrec.data.split import carve_validation
+    from tests.conftest import make_ratings
+
+    data = make_ratings(n_users=12, n_items=20, density=0.6, seed=4)
+    sp = user_holdout(data, 0.2, seed=1)
+    fit, valid = carve_validation(data, sp.train, 0.25, seed=2, kind="user-random")
+    assert np.array_equal(np.sort(np.concatenate([fit, valid])), sp.train)
+    for u in range(data.n_users):
+        mine = np.count_nonzero(data.users[sp.train] == u)
+        held = np.count_nonzero(data.users[valid] == u)
+        assert held == min(int(np.ceil(0.25 * mine)), mine - 1)
+    fit, valid = carve_validation(data, sp.train, 0.25, seed=2, kind="user-latest")
+    for u in range(data.n_users):
+        kept = data.timestamps[fit][data.users[fit] == u]
+        held = data.timestamps[valid][data.users[valid] == u]
+        if len(held):
+            assert kept.max() <= held.min()
+    same = carve_validation(data, sp.train, 0.25, seed=2, kind="random")
+    assert all(np.array_equal(a, b) for a, b in zip(same, validation_rows(sp.train, 0.25, 2)))

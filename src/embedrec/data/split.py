@@ -121,3 +121,21 @@ def validation_rows(train_rows: np.ndarray, fraction: float, seed: int) -> tuple
         raise DataError(f"{len(train_rows)} training row(s) leave none to train on after the "
                         f"validation carve-out ({fraction:g})")
     return train_rows[perm[n_valid:]], train_rows[perm[:n_valid]]
+
+
+def carve_validation(data: Ratings, train_rows: np.ndarray, fraction: float, seed: int,
+                     kind: str = "random") -> tuple[np.ndarray, np.ndarray]:
+    """The validation carve-out of ``train_rows``, shaped like the split's test part:
+    (fit rows, validation rows).
+
+    For a per-user split (``user-random``, ``user-latest``) each user's training rows lose the
+    same share (random ones, or their latest), so validation scores what the test will; for
+    any other split a random share of the rows (``validation_rows``)."""
+    if fraction <= 0 or kind not in ("user-random", "user-latest"):
+        return validation_rows(train_rows, fraction, seed)
+    _check_fraction(fraction, "validation fraction")
+    inner = user_holdout(data.take(train_rows), fraction, seed, latest=kind == "user-latest")
+    if len(inner.train) == 0:
+        raise DataError(f"{len(train_rows)} training row(s) leave none to train on after the "
+                        f"validation carve-out ({fraction:g})")
+    return train_rows[inner.train], train_rows[inner.test]
