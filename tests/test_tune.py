@@ -354,7 +354,8 @@ def test_ranking_models_are_tuned_on_validation_ndcg(data, tmp_path):
     res = report["models"]["ials"]
     assert res["objective"] == "1 - validation NDCG@10"
     first = res["trials"][0]
-    assert first["params"] == {"n_factors": 50, "alpha": 10.0, "reg": 5.0}  # the preset's
+    assert first["params"] == {"n_factors": 50, "alpha": 10.0, "reg": 5.0,
+                               "reg_exponent": 0.0}  # the preset's
     fold = tuning_fold(data, PRESET, 0)
     fitted = fit_model("ials", fold, PRESET, seed=0)
     bundle = bundle_of(fitted, dataclasses.replace(fold, seen=fold.train),

@@ -153,3 +153,28 @@ def test_min_rating_makes_only_good_ratings_interactions():
     data = _ratings([(1, 10), (1, 20), (2, 10)], ratings=[5.0, 1.0, 4.0])
     users, items = interactions(data, 4.0)
     assert users.tolist() == [0, 1] and items.tolist() == [0, 0]
+
+
+def test_ials_frequency_scaled_regularisation_by_hand():
+    """reg_u = reg (1 + alpha n_u / n_items)^nu. Y = I (2 items), the user took item 0, alpha 1,
+    reg 1, nu 1: reg_u = 1 + 1/2 = 1.5, so diag(3.5, 2.5) x = (2, 0) -> x = (4/7, 0)."""
+    np.testing.assert_allclose(fold_in_user(np.eye(2), np.array([0]), 1.0, 1.0, 1.0),
+                               [4 / 7, 0], atol=1e-12)
+    # training solves use the same rule: a user side solve, one row per user
+    rng = np.random.default_rng(1)
+    y = rng.normal(size=(6, 3)).astype(np.float32)
+    indptr, cols = np.array([0, 1, 4]), np.array([2, 0, 3, 5])
+    for solver in ("cholesky", "cg"):
+        out = solve_side(y, np.zeros((2, 3), np.float32), indptr, cols, 2.0, 0.7, solver, 12,
+                         reg_exponent=0.5)
+        for r, items in enumerate(([2], [0, 3, 5])):
+            expected = fold_in_user(y, np.array(items), 2.0, 0.7, 0.5)
+            np.testing.assert_allclose(out[r], expected, rtol=1e-3, atol=1e-4)
+    # nu = 0 is the plain model
+    data = make_ratings(n_users=15, n_items=10, density=0.4, seed=2)
+    spec = get("ials")
+    plain = spec.fit(spec.config(n_factors=3, sweeps=2), data, _shape(data))
+    zero = spec.fit(spec.config(n_factors=3, sweeps=2, reg_exponent=0.0), data, _shape(data))
+    np.testing.assert_array_equal(plain.user_factors, zero.user_factors)
+    scaled = spec.fit(spec.config(n_factors=3, sweeps=2, reg_exponent=1.0), data, _shape(data))
+    assert not np.allclose(plain.user_factors, scaled.user_factors)

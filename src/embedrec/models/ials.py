@@ -2,8 +2,11 @@
 
 Every user x item cell has preference p = 1 if the user interacted with the item, else 0, and
 confidence c = 1 + alpha on interactions, 1 elsewhere. Minimise
-sum_ui c_ui (p_ui - x_u . y_i)^2 + reg (|X|^2 + |Y|^2) by alternating exact least squares:
-for a user, (Y'Y + alpha Y_u'Y_u + reg I) x_u = (1 + alpha) Y_u' 1, and the same for items.
+sum_ui c_ui (p_ui - x_u . y_i)^2 + sum_u reg_u |x_u|^2 + sum_i reg_i |y_i|^2 by alternating
+exact least squares: for a user, (Y'Y + alpha Y_u'Y_u + reg_u I) x_u = (1 + alpha) Y_u' 1, and
+the same for items. reg_u = reg (1 + alpha n_u / n_items)^nu scales the L2 with the row's
+confidence mass (``reg_exponent`` nu; Rendle et al. 2021's frequency-scaled regularisation);
+nu = 0, the default, gives every row the same reg.
 ``solver="cholesky"`` solves each system exactly; ``solver="cg"`` runs ``cg_steps`` conjugate-
 gradient steps from the previous sweep's solution for all users (items) at once. The model
 ranks only; a new user is folded in by one closed-form user solve.
@@ -36,6 +39,7 @@ class IALSConfig:
     min_rating: float = 0.0  # a rating at least this is an interaction (0: every rating)
     init_std: float = 0.01
     seed: int = 0
+    reg_exponent: float = 0.0  # nu: each row's reg times (1 + alpha n_row / n_other)^nu
 
     def __post_init__(self) -> None:
         if not isinstance(self.n_factors, int) or self.n_factors < 1:
@@ -44,6 +48,8 @@ class IALSConfig:
             raise ConfigError(f"ials: solver must be one of {', '.join(SOLVERS)}, not {self.solver!r}")
         if self.alpha < 0 or self.reg <= 0 or self.sweeps < 1 or self.cg_steps < 1 or self.init_std <= 0:
             raise ConfigError("ials: alpha must be >= 0, reg and init_std > 0, sweeps and cg_steps >= 1")
+        if not 0 <= self.reg_exponent <= 4:
+            raise ConfigError(f"ials: reg_exponent must be in [0, 4], got {self.reg_exponent}")
 
 
 def _segment_sum(values: np.ndarray, indptr: np.ndarray) -> np.ndarray:
@@ -55,26 +61,35 @@ def _segment_sum(values: np.ndarray, indptr: np.ndarray) -> np.ndarray:
     return out
 
 
+def row_reg(reg: float, alpha: float, counts, n_other: int, exponent: float) -> np.ndarray:
+    """Each row's L2: reg (1 + alpha n_row / n_other)^exponent (reg alone at exponent 0)."""
+    counts = np.asarray(counts, dtype=np.float64)
+    return reg * (1.0 + alpha * counts / max(n_other, 1)) ** exponent
+
+
 def solve_side(fixed: np.ndarray, current: np.ndarray, indptr: np.ndarray, cols: np.ndarray,
-               alpha: float, reg: float, solver: str, cg_steps: int) -> np.ndarray:
+               alpha: float, reg: float, solver: str, cg_steps: int,
+               reg_exponent: float = 0.0) -> np.ndarray:
     """New factors of one side (rows of a CSR over ``cols`` of the ``fixed`` side)."""
     k = fixed.shape[1]
-    gram = (fixed.T @ fixed + reg * np.eye(k, dtype=fixed.dtype)).astype(fixed.dtype)
+    gram = (fixed.T @ fixed).astype(fixed.dtype)
+    regs = row_reg(reg, alpha, np.diff(indptr), fixed.shape[0], reg_exponent).astype(fixed.dtype)
     rows = np.repeat(np.arange(len(indptr) - 1), np.diff(indptr))
     y = fixed[cols]
     b = np.float32(1.0 + alpha) * _segment_sum(y, indptr)
     if solver == "cholesky":
         out = np.empty_like(current)
+        eye = np.eye(k)
         for r in range(len(indptr) - 1):
             yr = fixed[cols[indptr[r]:indptr[r + 1]]]
-            a = (gram + alpha * (yr.T @ yr)).astype(np.float64)
+            a = (gram + alpha * (yr.T @ yr)).astype(np.float64) + float(regs[r]) * eye
             chol = np.linalg.cholesky(a)
             out[r] = np.linalg.solve(chol.T, np.linalg.solve(chol, b[r].astype(np.float64)))
         return out
 
     def apply(v):
         weights = np.float32(alpha) * np.einsum("ij,ij->i", y, v[rows])
-        return v @ gram + _segment_sum(y * weights[:, None], indptr)
+        return v @ gram + regs[:, None] * v + _segment_sum(y * weights[:, None], indptr)
 
     x = current.copy()
     r = b - apply(x)
@@ -120,11 +135,13 @@ class IALSScorer(Scorer):
         return self.item_factors.shape[0]
 
 
-def fold_in_user(item_factors: np.ndarray, items: np.ndarray, alpha: float, reg: float) -> np.ndarray:
-    """One closed-form user solve: (Y'Y + alpha Y_u'Y_u + reg I) x = (1 + alpha) Y_u' 1."""
+def fold_in_user(item_factors: np.ndarray, items: np.ndarray, alpha: float, reg: float,
+                 reg_exponent: float = 0.0) -> np.ndarray:
+    """One closed-form user solve: (Y'Y + alpha Y_u'Y_u + reg_u I) x = (1 + alpha) Y_u' 1."""
     y = item_factors.astype(np.float64)
     yu = y[items]
-    a = y.T @ y + alpha * yu.T @ yu + reg * np.eye(y.shape[1])
+    reg_u = float(row_reg(reg, alpha, len(items), y.shape[0], reg_exponent))
+    a = y.T @ y + alpha * yu.T @ yu + reg_u * np.eye(y.shape[1])
     return np.linalg.solve(a, (1.0 + alpha) * yu.sum(0))
 
 
@@ -136,11 +153,12 @@ class IALSSpec(ModelSpec):
     colour = "#bcbd22"
 
     def search_space(self, trial, train):
-        """Width, confidence and regularisation (Rendle et al. 2021 found iALS competitive
-        once these are tuned)."""
+        """Width, confidence, regularisation and its frequency scaling (Rendle et al. 2021
+        found iALS competitive once these are tuned)."""
         return {"n_factors": trial.suggest_categorical("n_factors", [32, 50, 64, 128, 256]),
                 "alpha": trial.suggest_float("alpha", 0.3, 100.0, log=True),
-                "reg": trial.suggest_float("reg", 0.05, 200.0, log=True)}, {}
+                "reg": trial.suggest_float("reg", 0.05, 200.0, log=True),
+                "reg_exponent": trial.suggest_float("reg_exponent", 0.0, 1.0)}, {}
 
     def fit(self, config: IALSConfig, train: Ratings, shape: Shape) -> IALSScorer:
         users, items = interactions(train, config.min_rating)
@@ -151,8 +169,10 @@ class IALSSpec(ModelSpec):
         by_user = csr(users, items, shape.n_users)
         by_item = csr(items, users, shape.n_items)
         for _ in range(config.sweeps):
-            x = solve_side(y, x, *by_user, config.alpha, config.reg, config.solver, config.cg_steps)
-            y = solve_side(x, y, *by_item, config.alpha, config.reg, config.solver, config.cg_steps)
+            x = solve_side(y, x, *by_user, config.alpha, config.reg, config.solver,
+                           config.cg_steps, config.reg_exponent)
+            y = solve_side(x, y, *by_item, config.alpha, config.reg, config.solver,
+                           config.cg_steps, config.reg_exponent)
         return IALSScorer(config, x, y)
 
     def expected_shapes(self, config, shape: Shape) -> dict:
@@ -165,7 +185,8 @@ class IALSSpec(ModelSpec):
     def fold_in(self, scorer: IALSScorer, items, ratings, *, base_bias, l2, iterations):
         config = scorer.config
         chosen = user_vector(items, ratings, config.min_rating)
-        vector = fold_in_user(scorer.item_factors, chosen, config.alpha, config.reg)
+        vector = fold_in_user(scorer.item_factors, chosen, config.alpha, config.reg,
+                              config.reg_exponent)
         return UserParams(vector=vector.astype(np.float32), base_bias=base_bias)
 
 
