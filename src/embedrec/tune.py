@@ -253,10 +253,7 @@ def warm_rows(valid: Ratings, train: Ratings) -> Ratings:
     """The validation rows whose user and movie have training ratings: what a trial's
     per-epoch loss (pruning, early stopping) watches. A cold row would be scored by untrained
     embeddings there, while the trial's result, like the test, hands it to the fallback."""
-    users = np.zeros(valid.n_users, dtype=bool)
-    items = np.zeros(valid.n_items, dtype=bool)
-    users[train.users] = True
-    items[train.items] = True
+    users, items = train.user_counts() > 0, train.item_counts() > 0  # the same id maps
     return valid.take(np.flatnonzero(users[valid.users] & items[valid.items]))
 
 
@@ -446,7 +443,7 @@ def run_tuning(data: Ratings, *, preset: Preset, models: list[str], budget: Budg
                       "better)"),
         "sampler": "TPE",
         "pruner": (f"percentile {PRUNE_PERCENTILE:g} after {PRUNE_WARMUP_EPOCHS} epochs, on the "
-                   "best per-epoch validation MSE so far"),
+                   "best per-epoch validation loss so far"),
         "base_preset": preset.to_dict(), "space_overrides": space,
         "models": {r.model: dataclasses.asdict(r) for r in results},
         "versions": versions(),

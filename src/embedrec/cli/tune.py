@@ -73,13 +73,13 @@ def tune(
         from embedrec.tracking import check_available
 
         check_available()
-    if protocol not in ("a", "b"):
+    from embedrec.protocols import PROTOCOLS, protocol_preset
+
+    if protocol not in PROTOCOLS:
         from embedrec.errors import ConfigError
 
-        raise ConfigError(f"unknown protocol {protocol!r}; use a or b")
+        raise ConfigError(f"unknown protocol {protocol!r}; use {' or '.join(PROTOCOLS)}")
     ratings = load_data(dataset, data, download=not no_download, items=items)
-    from embedrec.protocols import protocol_preset
-
     chosen = protocol_preset(chosen, protocol, ratings, holdout=holdout,
                              fraction=holdout_fraction)
     bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
