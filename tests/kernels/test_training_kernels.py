@@ -58,6 +58,74 @@ def test_kernel_matches_torch_steps(data, name, updates, batch_size):
         assert a["train_mse"] == pytest.approx(b["train_mse"], rel=1e-4)
 
 
+@pytest.mark.parametrize("name", ["dot", "biased"])
+@pytest.mark.parametrize("loss", ["bpr", "bpr_pop"])
+@pytest.mark.parametrize("updates", ["lazy", "dense"])
+@pytest.mark.parametrize("batch_size", [16, 600])
+def test_bpr_kernel_matches_torch_steps(data, name, loss, updates, batch_size):
+    """The same negatives (a run's worth drawn in one call on both engines), the same loss on
+    the model's output, the same rows updated (users, positives and negatives)."""
+    config = TrainConfig(epochs=2, batch_size=batch_size, lr=1e-2, l2=1e-3, updates=updates,
+                         threads=2, loss=loss, implicit=True)
+    torch_model, torch_history = trained(name, data, replace(config, engine="torch"))
+    kernel_model, kernel_history = trained(name, data, replace(config, engine="kernel"))
+    assert (torch_history.engine, kernel_history.engine) == ("torch", "kernel")
+    initial = get_initial(name, data)
+    for key, value in torch_model.state_dict().items():
+        other = kernel_model.state_dict()[key]
+        assert relative_difference(value.numpy(), other.numpy()) < 1e-4, key
+        assert not torch.equal(value, initial[key]), f"{key} was not trained"
+    for a, b in zip(torch_history.epochs, kernel_history.epochs):
+        assert a[f"train_{loss}"] == pytest.approx(b[f"train_{loss}"], rel=1e-4)
+
+
+def test_bpr_twins_give_the_same_bits(data):
+    from embedrec.kernels.tables import Twins
+
+    config = TrainConfig(epochs=2, batch_size=200, lr=1e-2, l2=1e-3, engine="kernel",
+                         loss="bpr", implicit=True)
+    one, _ = trained("biased", data, replace(config, threads=1))
+    original = Twins.run
+    try:
+        Twins.run = lambda self, steps, start, n_steps: steps(self.parallel, start, n_steps)
+        forced, _ = trained("biased", data, replace(config, threads=2))
+    finally:
+        Twins.run = original
+    for key, value in one.state_dict().items():
+        assert torch.equal(value, forced.state_dict()[key]), key
+
+
+def test_one_bpr_step_by_hand():
+    """V1, one user, two items, one factor: the positive 0 against the negative 1 (and, in the
+    same batch, the positive 1 against the negative 1: a drawn negative may be the positive)."""
+    from embedrec.kernels.pairwise import PairKernel
+
+    P = np.array([[1.0]], dtype=np.float32)
+    Q = np.array([[2.0], [3.0]], dtype=np.float32)
+    lr, b1, b2, eps, l2 = 0.1, 0.9, 0.999, 1e-7, 0.01
+    kernel = PairKernel(P, Q)
+    kernel.bind(Settings(lr=lr, beta1=b1, beta2=b2, eps=eps, l2=l2, dense=False, batch_size=2,
+                         threads=1, max_steps=1))
+    users, items = np.array([0, 0]), np.array([0, 1])
+    total, steps = kernel.run(np.array([0, 1]), users, items, np.ones(2, np.float32), 0, 1,
+                              negatives=np.array([1, 1]))
+    assert steps == 1
+    # z = s(u, pos) - s(u, neg): 2 - 3 = -1 for the first pair, 0 for the second
+    assert total == pytest.approx(np.log1p(np.e) + np.log(2.0))
+    sig = 1 / (1 + np.exp(-1.0))  # -dloss/dz at z = -1 is sigmoid(1); at z = 0 it is 1/2
+    d1, d2 = -sig / 2, -0.5 / 2  # the mean over the batch of 2
+    grads = {  # (weight, gradient before L2)
+        "P": (1.0, d1 * (2.0 - 3.0) + d2 * (3.0 - 3.0)),
+        "Q0": (2.0, d1 * 1.0),
+        "Q1": (3.0, -d1 * 1.0 + d2 * 1.0 - d2 * 1.0)}
+    alpha = lr * np.sqrt(1 - b2) / (1 - b1)
+    for key, out in (("P", P[0, 0]), ("Q0", Q[0, 0]), ("Q1", Q[1, 0])):
+        w, g = grads[key]
+        g += 2 * l2 * w
+        m, v = (1 - b1) * g, (1 - b2) * g * g
+        assert out == pytest.approx(w - alpha * m / (np.sqrt(v) + eps), rel=1e-6), key
+
+
 def get_initial(name, data):
     spec = get(name)
     model = spec.build(spec.config(), Shape(data.n_users, data.n_items, data.scale))
@@ -174,7 +242,10 @@ def test_engines_are_chosen_by_the_spec(data):
     model = get("biased").build(get("biased").config(), shape)
     assert choose_kernel(get("biased"), model, TrainConfig()) is not None
     assert choose_kernel(get("biased"), model, TrainConfig(engine="torch")) is None
-    assert choose_kernel(get("biased"), model, TrainConfig(loss="bpr")) is None
+    assert type(choose_kernel(get("biased"), model, TrainConfig(loss="bpr"))).__name__ == "PairKernel"
+    assert choose_kernel(get("biased"), model, TrainConfig(loss="softmax")) is None
+    mlp = get("mlp")
+    assert choose_kernel(mlp, mlp.build(mlp.config(), shape), TrainConfig(loss="bpr")) is None
     hybrid = get("hybrid_mf")
     assert choose_kernel(hybrid, hybrid.build(hybrid.config(), shape), TrainConfig()) is not None
     with_time = hybrid.build(hybrid.config(use_time=True), shape)

@@ -96,14 +96,13 @@ class BiasedSpec(ModelSpec):
                               rating_range=shape.rating_range)
 
     def kernel(self, module, loss):
-        if loss != "mse":
-            return None
-        from embedrec.kernels.factors import FactorKernel
+        from embedrec.kernels.pairwise import factor_kernel
         from embedrec.models.base import weights
 
-        return FactorKernel(weights(module.user_factors), weights(module.item_factors),
-                            weights(module.user_bias), weights(module.item_bias),
-                            rating_range=(module.low, module.high))
+        Kernel = factor_kernel(loss)
+        return Kernel and Kernel(weights(module.user_factors), weights(module.item_factors),
+                                     weights(module.user_bias), weights(module.item_bias),
+                                     rating_range=(module.low, module.high))
 
     def expected_shapes(self, config, shape):
         return factor_shapes(config, shape) | {"user_bias.weight": (shape.n_users, 1),

@@ -64,12 +64,11 @@ class DotSpec(ModelSpec):
         return module_class()(shape.n_users, shape.n_items, config.n_factors)
 
     def kernel(self, module, loss):
-        if loss != "mse":
-            return None
-        from embedrec.kernels.factors import FactorKernel
+        from embedrec.kernels.pairwise import factor_kernel
         from embedrec.models.base import weights
 
-        return FactorKernel(weights(module.user_factors), weights(module.item_factors))
+        Kernel = factor_kernel(loss)
+        return Kernel and Kernel(weights(module.user_factors), weights(module.item_factors))
 
     def expected_shapes(self, config, shape):
         return factor_shapes(config, shape)

@@ -23,14 +23,21 @@ from embedrec.training.ranking_losses import BPRPop, Pairwise, SampledSoftmax
 
 
 class UniformNegatives:
-    """A uniformly drawn item per row (may hit a positive now and then, as is usual for BPR)."""
+    """A uniformly drawn item per row (may hit a positive now and then, as is usual for BPR).
+
+    ``per_row`` samplers can ``draw`` the negatives of many batches at once: the trainer draws
+    a run of steps' worth in one call, the same way on either engine."""
+
+    per_row = True
 
     def __init__(self, n_items: int):
         self.n_items = n_items
 
+    def draw(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        return torch.randint(0, self.n_items, (n,), generator=generator)
+
     def __call__(self, batch: dict, generator: torch.Generator) -> torch.Tensor:
-        n = len(batch["users"])
-        return torch.randint(0, self.n_items, (n,), generator=generator).to(batch["users"].device)
+        return self.draw(len(batch["users"]), generator).to(batch["users"].device)
 
 
 class MSE:

@@ -46,11 +46,13 @@ class PopularityNegatives:
     def __init__(self, probs: np.ndarray, *, shared: int | None = None):
         self.probs = torch.as_tensor(probs, dtype=torch.float64)
         self.shared = shared
+        self.per_row = shared is None
+
+    def draw(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        return torch.multinomial(self.probs, n, replacement=True, generator=generator)
 
     def __call__(self, batch: dict, generator: torch.Generator) -> torch.Tensor:
-        n = self.shared or len(batch["users"])
-        draws = torch.multinomial(self.probs, n, replacement=True, generator=generator)
-        return draws.to(batch["users"].device)
+        return self.draw(self.shared or len(batch["users"]), generator).to(batch["users"].device)
 
 
 class RankingObjective:

@@ -6,9 +6,10 @@ around them are one and the same.
 
 - ``TorchSteps``: ``optimizer.zero_grad(); loss = objective(model, batch); loss.backward();
   optimizer.step()``: any model, loss and device, and what distributed training wraps.
-- ``KernelSteps``: a model spec's fused kernel (``ModelSpec.kernel``, numba, CPU, the MSE loss):
-  the same batches, the same batch semantics and Adam arithmetic, in one compiled pass per run of
-  steps. It trains the model's own weights in place.
+- ``KernelSteps``: a model spec's fused kernel (``ModelSpec.kernel``, numba, CPU; MSE, and BPR
+  for the dot-product models): the same batches, the same negatives (a run's worth drawn in one
+  call, on both engines), the same batch semantics and Adam arithmetic, in one compiled pass per
+  run of steps. It trains the model's own weights in place.
 """
 
 from __future__ import annotations
@@ -34,10 +35,15 @@ class TorchSteps:
 
     def run(self, perm: torch.Tensor, epoch: int, first: int, n_steps: int, batch_size: int) -> float:
         total = 0.0
+        sampler = self.objective.sampler
+        negatives = run_negatives(sampler, perm, first, n_steps, batch_size, self.sampling)
         for s in range(first, first + n_steps):
             batch = self.rows.take(perm[s * batch_size:(s + 1) * batch_size])
-            if self.objective.sampler is not None:
-                batch["negatives"] = self.objective.sampler(batch, self.sampling)
+            if negatives is not None:
+                at = (s - first) * batch_size
+                batch["negatives"] = negatives[at:at + len(batch["users"])]
+            elif sampler is not None:
+                batch["negatives"] = sampler(batch, self.sampling)
             self.optimizer.zero_grad(set_to_none=True)
             loss = self.objective(self.model, batch)
             loss.backward()
@@ -52,11 +58,26 @@ class TorchSteps:
         pass
 
 
+def run_negatives(sampler, perm: torch.Tensor, first: int, n_steps: int, batch_size: int,
+                  generator: torch.Generator) -> torch.Tensor | None:
+    """The negatives of a run of steps drawn in one call (a per-row sampler), on ``perm``'s
+    device; None for no sampler or one that draws per batch."""
+    if sampler is None or not getattr(sampler, "per_row", False):
+        return None
+    rows = max(0, min(len(perm), (first + n_steps) * batch_size) - first * batch_size)
+    return sampler.draw(rows, generator).to(perm.device)
+
+
 class KernelSteps:
-    def __init__(self, kernel, rows: RowTensors, config: TrainConfig, max_steps: int):
+    def __init__(self, kernel, rows: RowTensors, config: TrainConfig, max_steps: int,
+                 sampler=None, sampling: torch.Generator | None = None):
         from embedrec.kernels.tables import Settings
 
-        self.kernel = kernel
+        if getattr(kernel, "needs_negatives", False) and not getattr(sampler, "per_row", False):
+            raise TrainingError("this kernel trains with a negative drawn for every row")
+        self.kernel, self.sampler, self.sampling = kernel, sampler, sampling
+        self.negatives = (np.zeros(len(rows), dtype=np.int64)
+                          if getattr(kernel, "needs_negatives", False) else None)
         self.users = rows.columns["users"].numpy()
         self.items = rows.columns["items"].numpy()
         self.ratings = rows.columns["ratings"].numpy()
@@ -67,8 +88,13 @@ class KernelSteps:
 
     def run(self, perm: torch.Tensor, epoch: int, first: int, n_steps: int, batch_size: int) -> float:
         order = np.ascontiguousarray(perm.numpy())
+        extra = {}
+        if self.negatives is not None:  # indexed like ``order``: row r's negative at r
+            drawn = run_negatives(self.sampler, perm, first, n_steps, batch_size, self.sampling)
+            self.negatives[first * batch_size:first * batch_size + len(drawn)] = drawn.numpy()
+            extra["negatives"] = self.negatives
         sse, _ = self.kernel.run(order, self.users, self.items, self.ratings,
-                                 first * batch_size, n_steps)
+                                 first * batch_size, n_steps, **extra)
         if not math.isfinite(sse):
             raise LossNotFinite(f"loss became {sse} at epoch {epoch}, between steps {first + 1} "
                                 f"and {first + n_steps}")

@@ -152,10 +152,10 @@ def fit(model, train: Ratings, config: TrainConfig, *, seed: int, shape: Shape |
         plan = distributed.EpochPlan(n, bs, ctx, sharded=is_shard(train))
         steps_per_epoch = plan.steps
         total_steps = steps_per_epoch * config.epochs
+        sampling = torch.Generator().manual_seed(distributed.rank_seed(seed + 104_729))
         if kernel is not None:
-            steps = KernelSteps(kernel, rows, config, total_steps)
+            steps = KernelSteps(kernel, rows, config, total_steps, objective.sampler, sampling)
         else:
-            sampling = torch.Generator().manual_seed(distributed.rank_seed(seed + 104_729))
             steps = (TorchSteps(model, objective, make_optimizer(model, config), rows, sampling)
                      if ctx is None else distributed.ShardSteps(
                          model, objective, make_optimizer(model, config), rows, sampling, plan))
