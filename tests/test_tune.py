@@ -113,28 +113,32 @@ def test_killed_study_resumes(ratings_csv, tmp_path):
     out = tmp_path / "tuned"
     args = ["tune", "--data", str(ratings_csv), "--models", "biased", "--epochs", "2",
             "--valid-fraction", "0.1", "--out", str(out)]
-    proc = subprocess.Popen([sys.executable, "-c", "import sys; from embedrec.cli import main; "
-                             "sys.exit(main(sys.argv[1:]))", *args, "--trials", "500"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            cwd=Path(__file__).resolve().parents[1])
-    storage = f"sqlite:///{out}/study.db"
-    finished = []
-    try:
-        while proc.poll() is None:
-            time.sleep(0.5)
-            if not (out / "study.db").is_file():
-                continue
-            try:
-                study = optuna.load_study(study_name="biased", storage=storage)
-            except Exception:  # the study is being created
-                continue
-            finished = [t for t in study.get_trials(deepcopy=False) if t.state.is_finished()]
-            if len(finished) >= 2:
-                break
-    finally:
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
-    assert len(finished) >= 2, "the tuning process ended before two trials finished"
+    with (tmp_path / "stderr").open("w") as stderr:
+        proc = subprocess.Popen([sys.executable, "-c", "import sys; from embedrec.cli import main; "
+                                 "sys.exit(main(sys.argv[1:]))", *args, "--trials", "500"],
+                                stdout=subprocess.DEVNULL, stderr=stderr,
+                                cwd=Path(__file__).resolve().parents[1])
+        storage = f"sqlite:///{out}/study.db"
+        finished = []
+        try:
+            while proc.poll() is None:
+                time.sleep(0.5)
+                if not (out / "study.db").is_file():
+                    continue
+                try:
+                    study = optuna.load_study(study_name="biased", storage=storage)
+                except Exception:  # the study is being created
+                    continue
+                finished = [t for t in study.get_trials(deepcopy=False) if t.state.is_finished()]
+                if len(finished) >= 2:
+                    break
+        finally:
+            if proc.poll() is None:
+                os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+    errors = (tmp_path / "stderr").read_text()[-2000:]
+    assert len(finished) >= 2, (f"the tuning process ended (exit {proc.returncode}) before two "
+                                f"trials finished: {errors}")
     study = optuna.load_study(study_name="biased", storage=storage)
     kept = {t.number: t.value for t in study.trials if t.state.is_finished()}
     assert main([*args, "--trials", str(len(kept) + 1)]) == 0
