@@ -143,3 +143,47 @@ def test_mse_models_still_predict_ratings():
     bundle = train_bundle(data, "dot", PRESET, seed=0)
     assert bundle.scored.predicts_ratings and bundle.manifest["loss"] == "mse"
     assert bundle.manifest["positives"] is None
+
+
+@pytest.mark.parametrize("loss", ["mse", "bpr", "softmax"])
+def test_a_model_trained_to_rank_outputs_its_logits(loss):
+    """Under a ranking loss V2's output is dot + biases, not the sigmoid-scaled rating (which
+    would cap every score difference at the rating range)."""
+    from embedrec.models.registry import get
+    from embedrec.training.trainer import train_model
+
+    data = make_ratings(n_users=12, n_items=9, seed=4)
+    spec = get("biased")
+    shape = Shape(data.n_users, data.n_items, data.scale)
+    model, _ = train_model(spec, spec.config(n_factors=3), shape, data,
+                           TrainConfig(epochs=1, batch_size=16, loss=loss, implicit=True), seed=0)
+    users, items = torch.tensor([0, 1, 2]), torch.tensor([3, 4, 5])
+    with torch.no_grad():
+        out = model({"users": users, "items": items})
+        logits = ((model.user_factors(users) * model.item_factors(items)).sum(-1)
+                  + model.user_bias(users)[:, 0] + model.item_bias(items)[:, 0])
+    expected = logits if loss != "mse" else torch.sigmoid(logits) * 4.5 + 0.5
+    assert model.raw_scores == (loss != "mse")
+    torch.testing.assert_close(out, expected)
+
+
+@pytest.mark.parametrize("name", ["dot", "biased", "mlp"])
+def test_sampled_softmax_scores_the_same_grid_by_broadcasting_or_pairs(name):
+    """dot and biased score the (rows x shared negatives) grid by broadcasting, mlp through
+    one flat batch of every pair; either way each cell is the model's score of that pair."""
+    from embedrec.models.registry import get
+    from embedrec.training.ranking_losses import score_grid
+
+    spec = get(name)
+    model = spec.build(spec.config(n_factors=4), Shape(5, 7, (0.5, 5.0)))
+    model.raw_scores = True
+    model.eval()
+    batch = {"users": torch.tensor([0, 3, 4]), "items": torch.tensor([1, 2, 6])}
+    negatives = torch.tensor([5, 0, 2, 2])
+    assert getattr(model, "broadcasts", False) == (name != "mlp")
+    with torch.no_grad():
+        grid = score_grid(model, batch, negatives)
+        for r, u in enumerate(batch["users"].tolist()):
+            for c, j in enumerate(negatives.tolist()):
+                one = model({"users": torch.tensor([u]), "items": torch.tensor([j])})
+                torch.testing.assert_close(grid[r, c], one[0])

@@ -1,9 +1,10 @@
 """Fused BPR steps for the dot-product models (issue 14): ``dot`` and ``biased`` trained to rank.
 
 For every positive (u, i) of a batch and its drawn negative j the loss is
-``-log sigmoid(s(u, i) - s(u, j))``, where ``s`` is the model's output (``dot(P[u], Q[i])``
-[+ ``bu[u] + bi[i]``], sigmoid-scaled to [lo, hi] for V2), exactly what the torch objective
-(``embedrec.training.losses.BPR``) differentiates. Batch semantics and Adam are the MSE kernel's
+``-log sigmoid(s(u, i) - s(u, j))``, where ``s`` is the model's score ``dot(P[u], Q[i])``
+[+ ``bu[u] + bi[i]``] (a model trained to rank outputs its logits, without V2's rating link:
+``EmbeddingModel.raw_scores``), exactly what the torch objective
+(``embedrec.training.losses.BPR``) differentiates. ``link`` keeps the sigmoid-scaled case. Batch semantics and Adam are the MSE kernel's
 (``embedrec.kernels.factors``): the mean loss over the batch, every touched row (the users, the
 positives and the negatives) updated once with its summed gradient, Keras-placement L2 on it,
 and in dense mode the L2-only steps a row missed applied before it is read.
@@ -184,6 +185,10 @@ class PairKernel(FactorKernel):
     trainer draws (``needs_negatives``)."""
 
     needs_negatives = True
+
+    def __init__(self, P, Q, BU=None, BI=None, rating_range=None):
+        # a model trained to rank outputs its logits (``EmbeddingModel.raw_scores``)
+        super().__init__(P, Q, BU, BI, rating_range=None)
 
     def bind(self, settings) -> None:
         super().bind(settings)

@@ -51,6 +51,14 @@ class EmbeddingModel(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.sparse_rows = False
+        # set by the trainer under a ranking loss: the output is the score before the rating
+        # link (a sigmoid-scaled output would cap score differences at the rating range)
+        self.raw_scores = False
+
+    def rating_link(self, logits: torch.Tensor, low: float, high: float) -> torch.Tensor:
+        """The output from the logits: sigmoid-scaled to [low, high], or the logits themselves
+        for a model trained to rank (``raw_scores``)."""
+        return logits if self.raw_scores else scale_to_range(logits, low, high)
 
     def score(self, user_rows: Rows, item_rows: Rows, batch: Batch) -> torch.Tensor:
         """Predictions (shape ``(batch,)``) from per-example rows of each table."""
@@ -65,6 +73,16 @@ class EmbeddingModel(nn.Module):
     def forward(self, batch: Batch) -> torch.Tensor:
         user_rows = self.rows(self.user_tables, batch["users"])
         item_rows = self.rows(self.item_tables, batch["items"])
+        return self.score(user_rows, item_rows, batch)
+
+    # ``score`` broadcasts: rows shaped (batch, 1, width) against (1, items, width) score a grid
+    broadcasts = False
+
+    def score_grid(self, batch: Batch, items: torch.Tensor) -> torch.Tensor:
+        """Every row of ``batch`` scored against every one of ``items``: (len(batch), len(items)),
+        without repeating the rows (models with ``broadcasts``; sampled softmax uses it)."""
+        user_rows = {k: v.unsqueeze(1) for k, v in self.rows(self.user_tables, batch["users"]).items()}
+        item_rows = {k: v.unsqueeze(0) for k, v in self.rows(self.item_tables, items).items()}
         return self.score(user_rows, item_rows, batch)
 
     def rows(self, names: tuple[str, ...], ids: torch.Tensor) -> Rows:

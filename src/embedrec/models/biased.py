@@ -18,7 +18,7 @@ def module_class():
     """The torch module (defined on first use: recommending never imports torch)."""
     from torch import nn
 
-    from embedrec.models.base import EmbeddingModel, scale_to_range
+    from embedrec.models.base import EmbeddingModel
 
     class BiasedModel(EmbeddingModel):
         user_tables = ("user_factors", "user_bias")
@@ -33,10 +33,12 @@ def module_class():
             self.item_bias = nn.Embedding(n_items, 1)
             self.low, self.high = float(rating_range[0]), float(rating_range[1])
 
+        broadcasts = True
+
         def score(self, user_rows, item_rows, batch):
             dot = (user_rows["user_factors"] * item_rows["item_factors"]).sum(dim=-1)
             logits = dot + user_rows["user_bias"][..., 0] + item_rows["item_bias"][..., 0]
-            return scale_to_range(logits, self.low, self.high)
+            return self.rating_link(logits, self.low, self.high)
 
     return BiasedModel
 

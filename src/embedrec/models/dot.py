@@ -28,6 +28,8 @@ def module_class():
             self.user_factors = nn.Embedding(n_users, n_factors)
             self.item_factors = nn.Embedding(n_items, n_factors)
 
+        broadcasts = True
+
         def score(self, user_rows, item_rows, batch):
             return (user_rows["user_factors"] * item_rows["item_factors"]).sum(dim=-1)
 

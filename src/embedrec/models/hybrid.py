@@ -128,7 +128,7 @@ def module_class():
     import torch
     from torch import nn
 
-    from embedrec.models.base import EmbeddingModel, scale_to_range
+    from embedrec.models.base import EmbeddingModel
 
     def zeros(n: int, width: int) -> nn.Embedding:
         table = nn.Embedding(n, width)
@@ -323,7 +323,7 @@ def module_class():
             item_rows = self.rows(self.item_tables, items)
             u, bu = self.user_side(users, user_rows, batch)
             v, bi = self.item_side(items, item_rows)
-            return scale_to_range(self.logits(u, v, bu + bi), self.low, self.high)
+            return self.rating_link(self.logits(u, v, bu + bi), self.low, self.high)
 
         # ---- what a model file stores ---------------------------------------------------
         @torch.no_grad()

@@ -42,7 +42,7 @@ def module_class():
     from torch import nn
 
     from embedrec.kernels import counter
-    from embedrec.models.base import EmbeddingModel, scale_to_range
+    from embedrec.models.base import EmbeddingModel
 
     class Dropout(nn.Module):
         """Inverted dropout with counter-based masks (``embedrec.kernels.counter``).
@@ -101,7 +101,7 @@ def module_class():
 
         def score(self, user_rows, item_rows, batch):
             x = torch.cat([user_rows["user_factors"], item_rows["item_factors"]], dim=-1)
-            return scale_to_range(self.head(x)[..., 0], self.low, self.high)
+            return self.rating_link(self.head(x)[..., 0], self.low, self.high)
 
     return MLPModel
 

@@ -119,6 +119,14 @@ def _expand(batch: dict, items: torch.Tensor) -> dict:
     return out
 
 
+def score_grid(model, batch: dict, items: torch.Tensor) -> torch.Tensor:
+    """(len(batch), len(items)) scores: by broadcasting where the model can (``broadcasts``),
+    else through one flat batch of every pair."""
+    if getattr(model, "broadcasts", False):
+        return model.score_grid(batch, items)
+    return model(_expand(batch, items)).reshape(len(batch["users"]), len(items))
+
+
 def sampled_softmax(pos: torch.Tensor, neg: torch.Tensor, pos_items: torch.Tensor,
                     neg_items: torch.Tensor, log_q: torch.Tensor, n_sampled: int) -> torch.Tensor:
     """Mean cross-entropy of the positive among [positive, negatives] with the logQ
@@ -150,7 +158,7 @@ class SampledSoftmax(RankingObjective):
     def __call__(self, model, batch: dict) -> torch.Tensor:
         negatives = batch["negatives"]
         pos = model(batch)
-        neg = model(_expand(batch, negatives)).reshape(len(pos), len(negatives))
+        neg = score_grid(model, batch, negatives)
         log_q = self.log_q.to(pos.device)
         return sampled_softmax(pos, neg, batch["items"], negatives, log_q, self.n_negatives)
 
@@ -163,8 +171,12 @@ class SampledSoftmax(RankingObjective):
         for start in range(0, n, 2048):
             part = {k: v[start:start + 2048] for k, v in batch.items()}
             pos = torch.from_numpy(predict_batches(model, part))
-            neg = torch.from_numpy(predict_batches(model, _expand(part, negatives)))
-            loss = sampled_softmax(pos, neg.reshape(len(pos), -1), part["items"].cpu(),
-                                   negatives.cpu(), self.log_q, self.n_negatives)
+            was_training = model.training
+            model.eval()
+            with torch.no_grad():
+                neg = score_grid(model, part, negatives).float().cpu()
+            model.train(was_training)
+            loss = sampled_softmax(pos, neg, part["items"].cpu(), negatives.cpu(), self.log_q,
+                                   self.n_negatives)
             total += float(loss) * len(pos)
         return {"valid_softmax": total / n}

@@ -134,6 +134,7 @@ def fit(model, train: Ratings, config: TrainConfig, *, seed: int, shape: Shape |
             torch.random.fork_rng(devices=[]):
         model.to(device)
         model.sparse_rows = kernel is None and config.updates == "lazy"
+        model.raw_scores = bool(getattr(objective, "ranks", False))  # ranking: scores, not ratings
         rows = RowTensors(train, needs=needs, uses=uses, device=device)
         history.notes = [f"{name}: off, the data has none" for name in rows.missing]
         history.notes += model.attach_inputs(rows.lookups)
