@@ -1,0 +1,118 @@
+"""Both evaluation protocols' tables (issue 14): every model, tuned with the same budget, then
+compared over 3 seeds on the test rows of its protocol.
+
+    EMBEDREC_DATA=/path/to/movielens .venv/bin/python benchmarks/protocols.py \
+        [--protocols a,b] [--trials 30] [--timeout 300] [--seeds 3]
+
+For each protocol P (each step an ordinary `embedrec` command, printed before it runs):
+1. `embedrec tune --models ease,ials,knn --protocol P --trials N --timeout S
+   --out benchmarks/out/protocols/tune-P`;
+2. for each ranking loss L in --losses (softmax, bpr): `embedrec tune --models dot,biased
+   --loss L --protocol P ... --out .../tune-P-L`;
+3. `embedrec compare --tuned .../tune-P --models pop,bias,ease,ials,knn --protocol P --seeds 3`,
+   the same for each tune-P-L folder with dot,biased, and `embedrec compare --models
+   dot,biased,mlp --protocol P --seeds 3` (the rating models, mse, default settings).
+Writes benchmarks/results/protocols.json (per protocol and model: loss, tuned settings, tuning
+seconds, NDCG/recall/MAP/HR@10 mean and std over seeds, coverage, popularity, the ratio to pop)
+and prints one markdown table per protocol. Tuning seconds depend on the machine and its load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).parent
+OUT = HERE / "out" / "protocols"
+RESULTS = HERE / "results"
+METRICS = ("ndcg_at_k", "recall_at_k", "map_at_k", "hit_rate_at_k", "coverage_at_k",
+           "popularity_at_k", "long_tail_at_k", "rmse")
+
+
+def run(args: list[str]) -> float:
+    cmd = [str(Path(sys.executable).parent / "embedrec"), *args]
+    print("$ embedrec " + " ".join(args), flush=True)
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True)
+    return time.perf_counter() - t0
+
+
+def rows(folder: Path, protocol: str) -> list[dict]:
+    return json.loads((folder / f"protocol-{protocol}" / "summary.json").read_text())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--protocols", default="a,b")
+    parser.add_argument("--trials", type=int, default=30)
+    parser.add_argument("--timeout", type=float, default=300)
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--losses", default="softmax,bpr")
+    args = parser.parse_args()
+    budget = ["--trials", str(args.trials), "--timeout", str(args.timeout)]
+    result = {"trials": args.trials, "timeout": args.timeout, "seeds": args.seeds,
+              "cpus": os.cpu_count(), "load_average_start": os.getloadavg(), "protocols": {}}
+    for protocol in args.protocols.split(","):
+        table: dict[str, dict] = {}
+        runs = [("baselines", "ease,ials,knn", None, "pop,bias,ease,ials,knn")]
+        runs += [(f"{loss}", "dot,biased", loss, "dot,biased")
+                 for loss in args.losses.split(",") if loss]
+        for label, tuned, loss, compared in runs:
+            tune_dir = OUT / f"tune-{protocol}-{label}"
+            cmp_dir = OUT / f"compare-{protocol}-{label}"
+            shutil.rmtree(tune_dir, ignore_errors=True)
+            shutil.rmtree(cmp_dir, ignore_errors=True)
+            extra = ["--loss", loss] if loss else []
+            run(["tune", "--models", tuned, "--protocol", protocol, *budget, *extra,
+                 "--out", str(tune_dir)])
+            run(["compare", "--tuned", str(tune_dir), "--models", compared, "--protocol",
+                 protocol, "--seeds", str(args.seeds), "--no-report", "--out", str(cmp_dir)])
+            tuning = json.loads((tune_dir / "tuning.json").read_text())["models"]
+            for row in rows(cmp_dir, protocol):
+                name = row["model"]
+                key = f"{name} ({loss})" if loss else name
+                res = tuning.get(name)
+                table[key] = {"model": name, "loss": loss, "tuned": res is not None} | (
+                    {"settings": res["best_model_settings"] | res["best_train_settings"],
+                     "tuning_seconds": sum(t["seconds"] or 0 for t in res["trials"]),
+                     "trials": len(res["trials"])} if res else {}) | {
+                    m: row.get(m) for m in METRICS} | {
+                    f"{m}_std": row.get(f"{m}_std") for m in ("ndcg_at_k", "recall_at_k")}
+        cmp_dir = OUT / f"compare-{protocol}-mse"
+        shutil.rmtree(cmp_dir, ignore_errors=True)
+        run(["compare", "--models", "dot,biased,mlp", "--protocol", protocol, "--seeds",
+             str(args.seeds), "--no-report", "--out", str(cmp_dir)])
+        for row in rows(cmp_dir, protocol):
+            table[f"{row['model']} (mse)"] = {"model": row["model"], "loss": "mse",
+                                              "tuned": False} | {
+                m: row.get(m) for m in METRICS} | {
+                f"{m}_std": row.get(f"{m}_std") for m in ("ndcg_at_k", "recall_at_k")}
+        pop = table["pop"]["ndcg_at_k"]
+        for row in table.values():
+            row["vs_pop"] = row["ndcg_at_k"] / pop if row["ndcg_at_k"] is not None else None
+        result["protocols"][protocol] = table
+    result["load_average_end"] = os.getloadavg()
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "protocols.json").write_text(json.dumps(result, indent=1))
+    for protocol, table in result["protocols"].items():
+        print(f"\nprotocol {protocol}, mean over {args.seeds} seeds (k = 10)\n")
+        print("| model | loss | tuned | NDCG@10 | vs pop | recall@10 | MAP@10 | HR@10 | "
+              "coverage | mean popularity | long tail |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|")
+        for key, row in sorted(table.items(), key=lambda kv: -(kv[1]["ndcg_at_k"] or 0)):
+            std = row.get("ndcg_at_k_std") or 0.0
+            print(f"| {row['model']} | {row['loss'] or '-'} | {'yes' if row['tuned'] else 'no'} "
+                  f"| {row['ndcg_at_k']:.4f} ± {std:.4f} | {row['vs_pop']:.2f}x "
+                  f"| {row['recall_at_k']:.4f} | {row['map_at_k']:.4f} "
+                  f"| {row['hit_rate_at_k']:.3f} | {row['coverage_at_k']:.3f} "
+                  f"| {row['popularity_at_k']:.1f} | {row['long_tail_at_k']:.3f} |")
+
+
+if __name__ == "__main__":
+    main()
