@@ -191,8 +191,10 @@ class ModelSpec:
 
         A kernel (``embedrec.kernels``) holds the module's weights as numpy views and updates
         them in place; it has ``bind(settings)``, ``run(order, users, items, ratings, start,
-        n_steps)`` and ``sync()``. The trainer uses it under ``--engine auto|kernel`` on the CPU
-        and takes torch steps otherwise. The default has none."""
+        n_steps)`` and ``sync()``; one with ``needs_negatives`` (BPR) also takes
+        ``negatives=``, the loss sampler's draw for each row of ``order``. The trainer uses it
+        under ``--engine auto|kernel`` on the CPU and takes torch steps otherwise. The default
+        has none."""
         return None
 
     def module_arrays(self, module) -> dict[str, np.ndarray]:
