@@ -8,7 +8,8 @@ the same for items. reg_u = reg (1 + alpha n_u / n_items)^nu scales the L2 with 
 confidence mass (``reg_exponent`` nu; Rendle et al. 2021's frequency-scaled regularisation);
 nu = 0, the default, gives every row the same reg.
 ``solver="cholesky"`` solves each system exactly; ``solver="cg"`` runs ``cg_steps`` conjugate-
-gradient steps from the previous sweep's solution for all users (items) at once. The model
+gradient steps from the previous sweep's solution, each row on its own
+(``embedrec.kernels.conjugate``, rows in parallel). The model
 ranks only; a new user is folded in by one closed-form user solve.
 """
 
@@ -71,40 +72,21 @@ def solve_side(fixed: np.ndarray, current: np.ndarray, indptr: np.ndarray, cols:
                alpha: float, reg: float, solver: str, cg_steps: int,
                reg_exponent: float = 0.0) -> np.ndarray:
     """New factors of one side (rows of a CSR over ``cols`` of the ``fixed`` side)."""
+    from embedrec.kernels.conjugate import cg_side
+
     k = fixed.shape[1]
-    gram = (fixed.T @ fixed).astype(fixed.dtype)
-    regs = row_reg(reg, alpha, np.diff(indptr), fixed.shape[0], reg_exponent).astype(fixed.dtype)
-    rows = np.repeat(np.arange(len(indptr) - 1), np.diff(indptr))
-    y = fixed[cols]
-    b = np.float32(1.0 + alpha) * _segment_sum(y, indptr)
-    if solver == "cholesky":
-        out = np.empty_like(current)
-        eye = np.eye(k)
-        for r in range(len(indptr) - 1):
-            yr = fixed[cols[indptr[r]:indptr[r + 1]]]
-            a = (gram + alpha * (yr.T @ yr)).astype(np.float64) + float(regs[r]) * eye
-            chol = np.linalg.cholesky(a)
-            out[r] = np.linalg.solve(chol.T, np.linalg.solve(chol, b[r].astype(np.float64)))
-        return out
-
-    def apply(v):
-        weights = np.float32(alpha) * np.einsum("ij,ij->i", y, v[rows])
-        return v @ gram + regs[:, None] * v + _segment_sum(y * weights[:, None], indptr)
-
-    x = current.copy()
-    r = b - apply(x)
-    p = r.copy()
-    rs = np.einsum("ij,ij->i", r, r)
-    for _ in range(cg_steps):
-        ap = apply(p)
-        denom = np.einsum("ij,ij->i", p, ap)
-        step = np.divide(rs, denom, out=np.zeros_like(rs), where=denom > 1e-20)
-        x += step[:, None] * p
-        r -= step[:, None] * ap
-        rs_new = np.einsum("ij,ij->i", r, r)
-        p = r + np.divide(rs_new, rs, out=np.zeros_like(rs), where=rs > 1e-20)[:, None] * p
-        rs = rs_new
-    return x
+    gram = (fixed.T @ fixed).astype(np.float64)
+    regs = row_reg(reg, alpha, np.diff(indptr), fixed.shape[0], reg_exponent)
+    if solver == "cg":
+        return cg_side(fixed, current, indptr, cols, gram, regs, float(alpha), int(cg_steps))
+    b = (1.0 + alpha) * _segment_sum(fixed[cols].astype(np.float64), indptr)
+    out = np.empty_like(current)
+    eye = np.eye(k)
+    for r in range(len(indptr) - 1):
+        yr = fixed[cols[indptr[r]:indptr[r + 1]]].astype(np.float64)
+        chol = np.linalg.cholesky(gram + alpha * (yr.T @ yr) + regs[r] * eye)
+        out[r] = np.linalg.solve(chol.T, np.linalg.solve(chol, b[r]))
+    return out
 
 
 class IALSScorer(Scorer):

@@ -1,0 +1,49 @@
+"""iALS's per-row conjugate-gradient kernel against a hand-computed system."""
+
+import numba
+import numpy as np
+
+from embedrec.kernels.conjugate import cg_side
+
+
+def _one_user(steps, start=(0.0, 0.0)):
+    # items Y = [[1, 0], [1, 1]], the user took item 1, alpha 1, reg 0:
+    # A = Y'Y + Y_1'Y_1 = [[2, 1], [1, 1]] + [[1, 1], [1, 1]] = [[3, 2], [2, 2]], b = 2 (1, 1)
+    y = np.array([[1.0, 0.0], [1.0, 1.0]], np.float32)
+    gram = (y.T @ y).astype(np.float64)
+    return cg_side(y, np.array([start], np.float32), np.array([0, 1]), np.array([1]), gram,
+                   np.zeros(1), 1.0, steps)[0]
+
+
+def test_cg_steps_by_hand():
+    # from 0: r = b = (2, 2), Ar = (10, 8), step = r.r / r.Ar = 8 / 36 -> x1 = (4/9, 4/9)
+    np.testing.assert_allclose(_one_user(1), [4 / 9, 4 / 9], rtol=1e-6)
+    # two steps solve a 2 x 2 system exactly: A^-1 b = (0, 1)
+    np.testing.assert_allclose(_one_user(2), [0.0, 1.0], atol=1e-6)
+    # zero steps keep the start; a start at the solution stays there
+    np.testing.assert_array_equal(_one_user(0, (0.5, -1.0)), [0.5, -1.0])
+    np.testing.assert_allclose(_one_user(3, (0.0, 1.0)), [0.0, 1.0], atol=1e-7)
+
+
+def test_cg_rows_do_not_depend_on_the_thread_count():
+    rng = np.random.default_rng(3)
+    fixed = rng.normal(size=(40, 8)).astype(np.float32)
+    counts = rng.integers(0, 9, size=25)
+    counts[0] = 0
+    indptr = np.concatenate([[0], np.cumsum(counts)])
+    cols = rng.integers(0, 40, size=indptr[-1])
+    current = rng.normal(size=(25, 8)).astype(np.float32)
+    gram = fixed.T.astype(np.float64) @ fixed
+    regs = rng.uniform(0.1, 1.0, size=25)
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one = cg_side(fixed, current, indptr, cols, gram, regs, 3.0, 4)
+        numba.set_num_threads(before)
+        many = cg_side(fixed, current, indptr, cols, gram, regs, 3.0, 4)
+    finally:
+        numba.set_num_threads(before)
+    np.testing.assert_array_equal(one, many)
+    # a row with no interactions solves (G + reg I) x = 0 from its start: it shrinks towards 0
+    empty = np.flatnonzero(counts == 0)
+    assert np.all(np.linalg.norm(many[empty], axis=1) < np.linalg.norm(current[empty], axis=1))
