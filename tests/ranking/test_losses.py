@@ -187,3 +187,27 @@ def test_sampled_softmax_scores_the_same_grid_by_broadcasting_or_pairs(name):
             for c, j in enumerate(negatives.tolist()):
                 one = model({"users": torch.tensor([u]), "items": torch.tensor([j])})
                 torch.testing.assert_close(grid[r, c], one[0])
+
+
+@pytest.mark.parametrize("name", ["dot", "biased"])
+def test_the_broadcast_grid_has_the_flat_batchs_gradients(name):
+    """A matrix product scores the grid; its gradients on every table equal those of scoring
+    each (row, negative) pair as one flat batch, duplicate negatives included."""
+    from embedrec.models.registry import get
+    from embedrec.training.ranking_losses import _expand, score_grid
+
+    spec = get(name)
+    model = spec.build(spec.config(n_factors=4), Shape(5, 7, (0.5, 5.0)))
+    model.raw_scores = True
+    batch = {"users": torch.tensor([0, 3, 4, 3]), "items": torch.tensor([1, 2, 6, 0])}
+    negatives = torch.tensor([5, 0, 2, 2])
+    weights = torch.linspace(-1.0, 2.0, 16).reshape(4, 4)
+    grads = []
+    for grid in (lambda: score_grid(model, batch, negatives),
+                 lambda: model(_expand(batch, negatives)).reshape(4, 4)):
+        model.zero_grad()
+        (grid() * weights).sum().backward()
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters()})
+    for n in grads[0]:
+        torch.testing.assert_close(grads[0][n], grads[1][n], rtol=1e-5, atol=1e-6)
+    assert grads[0]["item_factors.weight"][2].abs().sum() > 0

@@ -108,6 +108,15 @@ class EmbeddingModel(nn.Module):
         return tables, [p for p in self.parameters() if id(p) not in ids]
 
 
+def inner(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Inner products over the last axis. Rows (B, k) against rows (B, k) multiply and sum;
+    ``score_grid``'s users (B, 1, k) against items (1, S, k) take one matrix product, whose
+    backward is two more, instead of a (B, S, k) product and its gradient."""
+    if a.dim() == 3 and b.dim() == 3 and a.shape[1] == 1 and b.shape[0] == 1:
+        return a[:, 0] @ b[0].T
+    return (a * b).sum(dim=-1)
+
+
 def weights(x) -> np.ndarray:
     """A table's (or a parameter's) weights as a numpy view: a kernel's writes train the model."""
     tensor = x.weight if isinstance(x, nn.Module) else x

@@ -18,7 +18,7 @@ def module_class():
     """The torch module (defined on first use: recommending never imports torch)."""
     from torch import nn
 
-    from embedrec.models.base import EmbeddingModel
+    from embedrec.models.base import EmbeddingModel, inner
 
     class BiasedModel(EmbeddingModel):
         user_tables = ("user_factors", "user_bias")
@@ -36,7 +36,7 @@ def module_class():
         broadcasts = True
 
         def score(self, user_rows, item_rows, batch):
-            dot = (user_rows["user_factors"] * item_rows["item_factors"]).sum(dim=-1)
+            dot = inner(user_rows["user_factors"], item_rows["item_factors"])
             logits = dot + user_rows["user_bias"][..., 0] + item_rows["item_bias"][..., 0]
             return self.rating_link(logits, self.low, self.high)
 

@@ -17,7 +17,7 @@ def module_class():
     """The torch module (defined on first use: recommending never imports torch)."""
     from torch import nn
 
-    from embedrec.models.base import EmbeddingModel
+    from embedrec.models.base import EmbeddingModel, inner
 
     class DotModel(EmbeddingModel):
         user_tables = ("user_factors",)
@@ -31,7 +31,7 @@ def module_class():
         broadcasts = True
 
         def score(self, user_rows, item_rows, batch):
-            return (user_rows["user_factors"] * item_rows["item_factors"]).sum(dim=-1)
+            return inner(user_rows["user_factors"], item_rows["item_factors"])
 
     return DotModel
 
