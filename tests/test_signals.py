@@ -98,14 +98,25 @@ def synth(tmp_path_factory) -> Path:
                            tmp_path_factory.mktemp("synth") / "data")
 
 
+@pytest.fixture(scope="module")
+def endless(tmp_path_factory) -> Path:
+    """A preset whose training cannot end on its own within the test: 500 epochs and no early
+    stopping (the default preset stops after about 8 epochs of this data, a fraction of a second
+    after "epoch 1:" is logged, which raced the signal on a slow machine)."""
+    path = tmp_path_factory.mktemp("preset") / "endless.json"
+    path.write_text(json.dumps({"train": {"epochs": 500, "batch_size": 32, "patience": None}}))
+    return path
+
+
 # ---- item 1: Ctrl-C and SIGTERM -----------------------------------------------------------------
 @pytest.mark.parametrize("sig, code, word", [(signal.SIGINT, 130, "interrupted"),
                                              (signal.SIGTERM, 143, "terminated")])
-def test_interrupted_training_exits_130_or_143_and_saves_nothing(synth, tmp_path, sig, code, word):
+def test_interrupted_training_exits_130_or_143_and_saves_nothing(synth, endless, tmp_path, sig,
+                                                                code, word):
     out = tmp_path / "models" / "x"
-    proc = _start([PY, "-m", "embedrec", "-v", "train", "--model", "mlp", "--epochs", "500",
-                   "--data", str(synth), "--out", str(out)], _env(tmp_path), tmp_path)
-    _wait_for_line(proc, proc.stderr, "epoch 1:")
+    proc = _start([PY, "-m", "embedrec", "-v", "train", "--model", "mlp", "--preset-file",
+                   str(endless), "--data", str(synth), "--out", str(out)], _env(tmp_path), tmp_path)
+    _wait_for_line(proc, proc.stderr, "epoch 2:")
     proc.send_signal(sig)
     rc, rest = _finish(proc)
     assert rc == code
@@ -115,7 +126,7 @@ def test_interrupted_training_exits_130_or_143_and_saves_nothing(synth, tmp_path
     assert not (tmp_path / "models").exists() or list((tmp_path / "models").iterdir()) == []
 
 
-def test_interrupted_compare_keeps_the_earlier_results(synth, tmp_path):
+def test_interrupted_compare_keeps_the_earlier_results(synth, endless, tmp_path):
     out = tmp_path / "res"
     env = _env(tmp_path)
     first = subprocess.run([PY, "-m", "embedrec", "compare", "--data", str(synth), "--models",
@@ -124,8 +135,9 @@ def test_interrupted_compare_keeps_the_earlier_results(synth, tmp_path):
     assert first.returncode == 0, first.stderr
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     proc = _start([PY, "-m", "embedrec", "-v", "compare", "--data", str(synth), "--models",
-                   "mlp", "--epochs", "500", "--seeds", "1", "--out", str(out)], env, tmp_path)
-    _wait_for_line(proc, proc.stderr, "epoch 1:")
+                   "mlp", "--preset-file", str(endless), "--seeds", "1", "--out", str(out)],
+                  env, tmp_path)
+    _wait_for_line(proc, proc.stderr, "epoch 2:")
     proc.send_signal(signal.SIGINT)
     rc, rest = _finish(proc)
     assert rc == 130 and rest.strip().splitlines()[-1] == "interrupted"

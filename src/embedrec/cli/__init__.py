@@ -93,6 +93,14 @@ def run() -> None:
         code = main()
     except KeyboardInterrupt:  # a second Ctrl-C while cleaning up
         code = 143 if _received else 130
+    # The command is over and its code decided. Python restores the default handlers while it
+    # shuts down (torch and numba make that take a while), so a late Ctrl-C or SIGTERM would
+    # kill the process with the raw signal and hide the code; ignored handlers are left alone.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            signal.signal(sig, signal.SIG_IGN)
+        except ValueError:  # not the main thread
+            pass
     sys.exit(code)
 
 
