@@ -9,6 +9,9 @@ its torch parameters, as numpy views, to the functions here; the trainer's kerne
 - ``adam``: Keras-placement Adam on rows of a table, and the dense engine's catch-up.
 - ``tables``: what every training kernel shares (Adam state, per-step constants, batches grouped
   by row).
-- ``factors``: dot and biased MF; ``mlp``: the reference's network.
+- ``factors``: dot and biased MF; ``mlp``: the reference's network; ``hybrid``: hybrid_mf.
+- ``pairwise`` (BPR) and ``softmax`` (sampled softmax): dot and biased trained to rank;
+  ``objectives``: which of these kernels trains a dot-product model with which loss.
+- ``conjugate``: implicit ALS's conjugate-gradient solves, one row per thread.
 - ``topk``: masked top-k selection over score rows, in parallel.
 """

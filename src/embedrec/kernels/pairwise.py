@@ -219,10 +219,3 @@ class PairKernel(FactorKernel):
             return total
 
         return self.twins.run(steps, start, n_steps), n_steps
-
-
-def factor_kernel(loss: str) -> type[FactorKernel] | None:
-    """The kernel that trains a dot-product model with ``loss`` (MSE or BPR), or None."""
-    if loss == "mse":
-        return FactorKernel
-    return PairKernel if loss in LOSSES else None

@@ -98,7 +98,7 @@ class BiasedSpec(ModelSpec):
                               rating_range=shape.rating_range)
 
     def kernel(self, module, loss):
-        from embedrec.kernels.pairwise import factor_kernel
+        from embedrec.kernels.objectives import factor_kernel
         from embedrec.models.base import weights
 
         Kernel = factor_kernel(loss)

@@ -66,7 +66,7 @@ class DotSpec(ModelSpec):
         return module_class()(shape.n_users, shape.n_items, config.n_factors)
 
     def kernel(self, module, loss):
-        from embedrec.kernels.pairwise import factor_kernel
+        from embedrec.kernels.objectives import factor_kernel
         from embedrec.models.base import weights
 
         Kernel = factor_kernel(loss)

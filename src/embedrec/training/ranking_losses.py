@@ -51,6 +51,10 @@ class PopularityNegatives:
     def draw(self, n: int, generator: torch.Generator) -> torch.Tensor:
         return torch.multinomial(self.probs, n, replacement=True, generator=generator)
 
+    def log_probs(self) -> np.ndarray:
+        """log Q(j) of every item (float64): sampled softmax's logQ correction."""
+        return np.log(self.probs.numpy())
+
     def __call__(self, batch: dict, generator: torch.Generator) -> torch.Tensor:
         return self.draw(self.shared or len(batch["users"]), generator).to(batch["users"].device)
 
@@ -151,9 +155,8 @@ class SampledSoftmax(RankingObjective):
         self._validation_negatives = None
 
     def setup(self, train: Ratings) -> None:
-        probs = popularity(train)
-        self.sampler = PopularityNegatives(probs, shared=self.n_negatives)
-        self.log_q = torch.from_numpy(np.log(probs)).float()
+        self.sampler = PopularityNegatives(popularity(train), shared=self.n_negatives)
+        self.log_q = torch.from_numpy(self.sampler.log_probs()).float()
 
     def __call__(self, model, batch: dict) -> torch.Tensor:
         negatives = batch["negatives"]

@@ -7,9 +7,9 @@ around them are one and the same.
 - ``TorchSteps``: ``optimizer.zero_grad(); loss = objective(model, batch); loss.backward();
   optimizer.step()``: any model, loss and device, and what distributed training wraps.
 - ``KernelSteps``: a model spec's fused kernel (``ModelSpec.kernel``, numba, CPU; MSE, and BPR
-  for the dot-product models): the same batches, the same negatives (a run's worth drawn in one
-  call, on both engines), the same batch semantics and Adam arithmetic, in one compiled pass per
-  run of steps. It trains the model's own weights in place.
+  and sampled softmax for the dot-product models): the same batches, the same negatives (a
+  run's worth drawn in one call, on both engines), the same batch semantics and Adam
+  arithmetic, in one compiled pass per run of steps. It trains the model's own weights in place.
 """
 
 from __future__ import annotations
@@ -40,10 +40,8 @@ class TorchSteps:
         for s in range(first, first + n_steps):
             batch = self.rows.take(perm[s * batch_size:(s + 1) * batch_size])
             if negatives is not None:
-                at = (s - first) * batch_size
-                batch["negatives"] = negatives[at:at + len(batch["users"])]
-            elif sampler is not None:
-                batch["negatives"] = sampler(batch, self.sampling)
+                batch["negatives"] = step_negatives(sampler, negatives, s - first, batch_size,
+                                                    len(batch["users"]))
             self.optimizer.zero_grad(set_to_none=True)
             loss = self.objective(self.model, batch)
             loss.backward()
@@ -60,12 +58,21 @@ class TorchSteps:
 
 def run_negatives(sampler, perm: torch.Tensor, first: int, n_steps: int, batch_size: int,
                   generator: torch.Generator) -> torch.Tensor | None:
-    """The negatives of a run of steps drawn in one call (a per-row sampler), on ``perm``'s
-    device; None for no sampler or one that draws per batch."""
-    if sampler is None or not getattr(sampler, "per_row", False):
+    """The negatives of a run of steps drawn in one call, on ``perm``'s device: one per row
+    (a ``per_row`` sampler) or ``shared`` per batch; None without a sampler."""
+    if sampler is None:
         return None
     rows = max(0, min(len(perm), (first + n_steps) * batch_size) - first * batch_size)
-    return sampler.draw(rows, generator).to(perm.device)
+    count = rows if sampler.per_row else -(-rows // batch_size) * sampler.shared
+    return sampler.draw(count, generator).to(perm.device)
+
+
+def step_negatives(sampler, negatives: torch.Tensor, step: int, batch_size: int,
+                   rows: int) -> torch.Tensor:
+    """The negatives of the ``step``-th batch (of ``rows`` rows) of a run."""
+    if sampler.per_row:
+        return negatives[step * batch_size:step * batch_size + rows]
+    return negatives[step * sampler.shared:(step + 1) * sampler.shared]
 
 
 class KernelSteps:
@@ -73,11 +80,17 @@ class KernelSteps:
                  sampler=None, sampling: torch.Generator | None = None):
         from embedrec.kernels.tables import Settings
 
-        if getattr(kernel, "needs_negatives", False) and not getattr(sampler, "per_row", False):
-            raise TrainingError("this kernel trains with a negative drawn for every row")
         self.kernel, self.sampler, self.sampling = kernel, sampler, sampling
-        self.negatives = (np.zeros(len(rows), dtype=np.int64)
-                          if getattr(kernel, "needs_negatives", False) else None)
+        self.negatives = None
+        if getattr(kernel, "needs_negatives", False):
+            if sampler is None:
+                raise TrainingError("this kernel trains with drawn negatives; the loss has none")
+            # indexed like ``order`` (one per row), or S per step of the epoch (shared)
+            per_epoch = (len(rows) if sampler.per_row
+                         else -(-len(rows) // config.batch_size) * sampler.shared)
+            self.negatives = np.zeros(per_epoch, dtype=np.int64)
+        if hasattr(kernel, "use_sampler"):
+            kernel.use_sampler(sampler)
         self.users = rows.columns["users"].numpy()
         self.items = rows.columns["items"].numpy()
         self.ratings = rows.columns["ratings"].numpy()
@@ -89,9 +102,10 @@ class KernelSteps:
     def run(self, perm: torch.Tensor, epoch: int, first: int, n_steps: int, batch_size: int) -> float:
         order = np.ascontiguousarray(perm.numpy())
         extra = {}
-        if self.negatives is not None:  # indexed like ``order``: row r's negative at r
+        if self.negatives is not None:
             drawn = run_negatives(self.sampler, perm, first, n_steps, batch_size, self.sampling)
-            self.negatives[first * batch_size:first * batch_size + len(drawn)] = drawn.numpy()
+            at = first * (batch_size if self.sampler.per_row else self.sampler.shared)
+            self.negatives[at:at + len(drawn)] = drawn.numpy()
             extra["negatives"] = self.negatives
         sse, _ = self.kernel.run(order, self.users, self.items, self.ratings,
                                  first * batch_size, n_steps, **extra)
