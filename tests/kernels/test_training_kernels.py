@@ -308,3 +308,47 @@ def test_old_engine_names_mean_torch_with_their_updates():
 def test_a_diverging_kernel_says_so(data):
     with pytest.raises(TrainingError, match="loss became .* lower the learning rate"):
         trained("dot", data, TrainConfig(epochs=1, batch_size=8, lr=1e20, engine="kernel"))
+
+
+def test_twins_choose_by_every_probe_so_far(monkeypatch):
+    """A fake clock: probes of epoch 1 find the parallel twin 3x faster, those of epoch 2 find
+    it 2x slower. Over both probes it is still faster (3 against 4 units), so it keeps the
+    rest of epoch 2; a scheduler's hiccup in one probe does not flip the choice. Every step
+    runs exactly once, in order, whichever twin takes it."""
+    import numba
+
+    from embedrec.kernels import tables
+    from embedrec.kernels.tables import Twins
+
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("one numba thread: the serial twin always runs")
+    clock = [0.0]
+    monkeypatch.setattr(tables.time, "perf_counter", lambda: clock[0])
+    cost = {}
+    ran = []
+
+    def serial():
+        pass
+
+    def parallel():
+        pass
+
+    twins = Twins(serial, parallel, Settings(lr=0.1, beta1=0.9, beta2=0.999, eps=1e-7, l2=0.0,
+                                             dense=False, batch_size=10, threads=2,
+                                             max_steps=1000))
+
+    def steps(fn, first_row, count):
+        clock[0] += cost[fn] * count / Twins.PROBE
+        ran.append((fn.__name__, first_row, count))
+        return float(count)
+
+    n = 100
+    chosen = []
+    for epoch_cost in ({serial: 3.0, parallel: 1.0}, {serial: 1.0, parallel: 2.0}):
+        cost.update(epoch_cost)
+        ran.clear()
+        assert twins.run(steps, 0, n) == n
+        assert [r[1] for r in ran] == [10 * sum(c for _, _, c in ran[:i]) for i in range(len(ran))]
+        chosen.append(ran[-1][0])
+    assert twins.probed == {serial: 4.0, parallel: 3.0}
+    assert chosen == ["parallel", "parallel"]

@@ -142,8 +142,9 @@ class Twins:
     A parallel region costs microseconds to start, and far more when another process holds
     the other core, since each waits for every thread. So at the start of each epoch (a run
     from row 0), with more than one thread allowed, a few steps go through each twin, timed,
-    and the faster takes the rest. The twins give the same bits, so the choice never changes
-    a result."""
+    and the twin faster over every probe so far takes the rest (one probe lasts a fraction of
+    a millisecond on small data, so a single one is at the mercy of the scheduler; the sums
+    settle). The twins give the same bits, so the choice never changes a result."""
 
     WARM = 2  # steps per twin first, untimed: the first call of each loads its code
     PROBE = 8  # steps timed per twin
@@ -151,6 +152,7 @@ class Twins:
     def __init__(self, serial, parallel, settings: Settings):
         self.serial, self.parallel, self.settings = serial, parallel, settings
         self.chosen = serial
+        self.probed = {serial: 0.0, parallel: 0.0}  # seconds over every probe so far
 
     def run(self, steps, start: int, n_steps: int) -> float:
         """``steps(fn, first_row, count)`` runs ``count`` steps with ``fn``; returns the sum of
@@ -161,15 +163,14 @@ class Twins:
                 return steps(self.serial, start, n_steps)
             total, done = 0.0, 0
             if start == 0 and n_steps >= 4 * (self.WARM + self.PROBE):
-                seconds = {}
                 for count, timed in ((self.WARM, False), (self.PROBE, True)):
                     for fn in (self.serial, self.parallel):
                         t0 = time.perf_counter()
                         total += steps(fn, start + done * bs, count)
                         if timed:
-                            seconds[fn] = time.perf_counter() - t0
+                            self.probed[fn] += time.perf_counter() - t0
                         done += count
-                faster = seconds[self.parallel] < 0.9 * seconds[self.serial]
+                faster = self.probed[self.parallel] < 0.9 * self.probed[self.serial]
                 self.chosen = self.parallel if faster else self.serial
             return total + steps(self.chosen, start + done * bs, n_steps - done)
 
