@@ -19,7 +19,7 @@ from embedrec.presets import get_preset
 from embedrec.recommender import predict, recommend_all, similar_items
 from embedrec.training.losses import LOSSES, make_objective
 from embedrec.training.ranking_losses import (
-    PopularityNegatives, popularity, sampled_softmax, select_positives,
+    PopularityNegatives, alias_table, popularity, sampled_softmax, select_positives,
 )
 from embedrec.models.spec import Shape
 from embedrec.training import TrainConfig
@@ -104,6 +104,29 @@ def test_popularity_sampler_by_hand():
     shared = PopularityNegatives(np.array([0.5, 0.5, 0.0]), shared=9)(
         {"users": torch.zeros(2, dtype=torch.long)}, torch.Generator().manual_seed(0))
     assert len(shared) == 9 and set(shared.tolist()) <= {0, 1}
+
+
+def test_alias_table_by_hand():
+    """[0.5, 0.25, 0.25] scaled by 3 is [1.5, 0.75, 0.75]: items 2 then 1 (under 1) each keep
+    0.75 and lend the rest to item 0, which is left with exactly 1."""
+    accept, alias = alias_table(np.array([0.5, 0.25, 0.25]))
+    np.testing.assert_allclose(accept, [1.0, 0.75, 0.75])
+    assert alias.tolist() == [0, 0, 0]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_alias_table_gives_every_item_its_probability(seed):
+    rng = np.random.default_rng(seed)
+    probs = rng.random(50) ** 3
+    probs[rng.choice(50, 10, replace=False)] = 0.0  # never drawn
+    probs /= probs.sum()
+    accept, alias = alias_table(probs)
+    implied = accept.copy()  # each uniform pick j gives j with accept[j], alias[j] otherwise
+    np.add.at(implied, alias, 1.0 - accept)
+    np.testing.assert_allclose(implied / len(probs), probs, atol=1e-12)
+    draws = PopularityNegatives(probs).draw(200_000, torch.Generator().manual_seed(seed)).numpy()
+    assert set(np.flatnonzero(probs == 0)).isdisjoint(draws)
+    np.testing.assert_allclose(np.bincount(draws, minlength=50) / len(draws), probs, atol=5e-3)
 
 
 def test_positives_are_good_ratings_unless_implicit():

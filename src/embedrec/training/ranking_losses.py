@@ -39,17 +39,42 @@ def popularity(train: Ratings, power: float = POPULARITY_POWER) -> np.ndarray:
     return weights / weights.sum()
 
 
+def alias_table(probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Vose's alias table of a distribution: (accept, alias). Item j drawn uniformly is kept
+    with probability ``accept[j]``, else replaced by ``alias[j]``; every item then comes up
+    with exactly its probability (up to float64 rounding)."""
+    n = len(probs)
+    scaled = np.asarray(probs, dtype=np.float64) * (n / np.sum(probs))
+    accept = np.ones(n, dtype=np.float64)
+    alias = np.arange(n, dtype=np.int64)
+    small = [j for j in range(n) if scaled[j] < 1.0]
+    large = [j for j in range(n) if scaled[j] >= 1.0]
+    while small and large:
+        s, g = small.pop(), large.pop()
+        accept[s], alias[s] = scaled[s], g
+        scaled[g] -= 1.0 - scaled[s]
+        (small if scaled[g] < 1.0 else large).append(g)
+    for j in small:  # only rounding leaves one here: its share is (all but) 1
+        accept[j] = 1.0
+    return accept, alias
+
+
 class PopularityNegatives:
     """Items drawn with probability ``probs`` (``per_row``: one per row; else ``shared`` for the
-    whole batch)."""
+    whole batch), by an alias table: a uniform item and a uniform number per draw, several
+    times faster than ``torch.multinomial`` for the tens of thousands an epoch draws."""
 
     def __init__(self, probs: np.ndarray, *, shared: int | None = None):
         self.probs = torch.as_tensor(probs, dtype=torch.float64)
+        accept, alias = alias_table(self.probs.numpy())
+        self.accept, self.alias = torch.from_numpy(accept), torch.from_numpy(alias)
         self.shared = shared
         self.per_row = shared is None
 
     def draw(self, n: int, generator: torch.Generator) -> torch.Tensor:
-        return torch.multinomial(self.probs, n, replacement=True, generator=generator)
+        j = torch.randint(0, len(self.accept), (n,), generator=generator)
+        keep = torch.rand(n, dtype=torch.float64, generator=generator) < self.accept[j]
+        return torch.where(keep, j, self.alias[j])
 
     def log_probs(self) -> np.ndarray:
         """log Q(j) of every item (float64): sampled softmax's logQ correction."""
