@@ -15,6 +15,8 @@ For each protocol P (each step an ordinary `embedrec` command, printed before it
 Writes benchmarks/results/protocols.json (per protocol and model: loss, tuned settings, tuning
 seconds, NDCG/recall/MAP/HR@10 mean and std over seeds, coverage, popularity, the ratio to pop)
 and prints one markdown table per protocol. Tuning seconds depend on the machine and its load.
+`--only-losses` re-runs steps 2 and 3 for --losses alone and replaces those rows in the results
+file (recorded under ``partial_reruns``), e.g. after a loss gains a faster engine.
 """
 
 from __future__ import annotations
@@ -54,13 +56,23 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=300)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--losses", default="softmax,bpr")
+    parser.add_argument("--only-losses", action="store_true",
+                        help="re-run only the --losses runs (no baselines, no mse models) and "
+                             "replace their rows in the existing results file")
     args = parser.parse_args()
     budget = ["--trials", str(args.trials), "--timeout", str(args.timeout)]
     result = {"trials": args.trials, "timeout": args.timeout, "seeds": args.seeds,
               "cpus": os.cpu_count(), "load_average_start": os.getloadavg(), "protocols": {}}
+    if args.only_losses:  # the other rows stay as the last full run measured them
+        result = json.loads((RESULTS / "protocols.json").read_text())
+        result.setdefault("partial_reruns", []).append(
+            {"protocols": args.protocols, "losses": args.losses, "trials": args.trials,
+             "timeout": args.timeout, "seeds": args.seeds,
+             "load_average_start": os.getloadavg()})
     for protocol in args.protocols.split(","):
-        table: dict[str, dict] = {}
-        runs = [("baselines", "ease,ials,knn", None, "pop,bias,ease,ials,knn")]
+        table: dict[str, dict] = dict(result["protocols"].get(protocol, {}))
+        runs = [] if args.only_losses else [
+            ("baselines", "ease,ials,knn", None, "pop,bias,ease,ials,knn")]
         runs += [(f"{loss}", "dot,biased", loss, "dot,biased")
                  for loss in args.losses.split(",") if loss]
         for label, tuned, loss, compared in runs:
@@ -85,10 +97,11 @@ def main() -> None:
                     m: row.get(m) for m in METRICS} | {
                     f"{m}_std": row.get(f"{m}_std") for m in ("ndcg_at_k", "recall_at_k")}
         cmp_dir = OUT / f"compare-{protocol}-mse"
-        shutil.rmtree(cmp_dir, ignore_errors=True)
-        run(["compare", "--models", "dot,biased,mlp", "--protocol", protocol, "--seeds",
-             str(args.seeds), "--no-report", "--out", str(cmp_dir)])
-        for row in rows(cmp_dir, protocol):
+        if not args.only_losses:
+            shutil.rmtree(cmp_dir, ignore_errors=True)
+            run(["compare", "--models", "dot,biased,mlp", "--protocol", protocol, "--seeds",
+                 str(args.seeds), "--no-report", "--out", str(cmp_dir)])
+        for row in rows(cmp_dir, protocol) if not args.only_losses else []:
             table[f"{row['model']} (mse)"] = {"model": row["model"], "loss": "mse",
                                               "tuned": False} | {
                 m: row.get(m) for m in METRICS} | {
@@ -97,7 +110,10 @@ def main() -> None:
         for row in table.values():
             row["vs_pop"] = row["ndcg_at_k"] / pop if row["ndcg_at_k"] is not None else None
         result["protocols"][protocol] = table
-    result["load_average_end"] = os.getloadavg()
+    if args.only_losses:
+        result["partial_reruns"][-1]["load_average_end"] = os.getloadavg()
+    else:
+        result["load_average_end"] = os.getloadavg()
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "protocols.json").write_text(json.dumps(result, indent=1))
     for protocol, table in result["protocols"].items():
