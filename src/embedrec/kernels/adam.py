@@ -71,6 +71,18 @@ def catch_up(w, m, v, row, start, stop, alphas, b1, b2, eps, l2x2):
 
 
 @njit(**JIT)
+def update_pair(w, m, v, bw, bm, bv, with_bias, row, g, gb, alpha, b1, b2, eps, l2x2, dense,
+                last, t):
+    """``update_row`` of ``w[row]`` and, when ``with_bias``, of its bias ``bw[row]``; in dense
+    mode the row is then current at step ``t`` (``last[row] = t``)."""
+    update_row(w, m, v, row, g, alpha, b1, b2, eps, l2x2)
+    if with_bias:
+        update_row(bw, bm, bv, row, gb, alpha, b1, b2, eps, l2x2)
+    if dense:
+        last[row] = t
+
+
+@njit(**JIT)
 def catch_up_pair(w, m, v, bw, bm, bv, with_bias, row, start, stop, alphas, b1, b2, eps, l2x2):
     """``catch_up`` of ``w[row]`` and, when ``with_bias``, of ``bw[row]`` (its bias column) in
     the same loop over steps: each step depends on the last, so a lone bias row would wait on

@@ -14,7 +14,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from embedrec.kernels.adam import JIT, catch_up_pair, dot, step_sizes, update_row
+from embedrec.kernels.adam import JIT, catch_up_pair, dot, step_sizes, update_pair
 from embedrec.kernels.tables import (
     RowTable,
     Settings,
@@ -126,19 +126,11 @@ def _factor_steps(order, users, items, ratings, start, n_steps, batch_size,
                 row_sum(gQ[b], gBI[b], memI[ptrI[b]:ptrI[b + 1]], bu_ids, dx, P)
         seen += nb
         for b in prange(ni):
-            row = rowsI[b]
-            update_row(Q, mQ, vQ, row, gQ[b], alpha, b1, b2, eps, l2x2)
-            if use_bias:
-                update_row(BI, mBI, vBI, row, gBI[b], alpha, b1, b2, eps, l2x2)
-            if dense:
-                lastI[row] = t
+            update_pair(Q, mQ, vQ, BI, mBI, vBI, use_bias, rowsI[b], gQ[b], gBI[b], alpha, b1,
+                        b2, eps, l2x2, dense, lastI, t)
         for a in prange(nu):
-            row = rowsU[a]
-            update_row(P, mP, vP, row, gP[a], alpha, b1, b2, eps, l2x2)
-            if use_bias:
-                update_row(BU, mBU, vBU, row, gBU[a], alpha, b1, b2, eps, l2x2)
-            if dense:
-                lastU[row] = t
+            update_pair(P, mP, vP, BU, mBU, vBU, use_bias, rowsU[a], gP[a], gBU[a], alpha, b1,
+                        b2, eps, l2x2, dense, lastU, t)
         release(slotU, rowsU, nu)
         release(slotI, rowsI, ni)
     return total, seen

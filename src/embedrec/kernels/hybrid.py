@@ -20,7 +20,8 @@ import numpy as np
 from numba import njit
 
 from embedrec.kernels.adam import JIT, catch_up, dot, step_sizes, update_dense, update_row
-from embedrec.kernels.tables import RowTable, Settings, catch_up_side, gather_group, hyper, release, work
+from embedrec.kernels.tables import (RowTable, Settings, catch_up_side, gather_group, hyper,
+                                     release, work)
 
 
 @njit(**JIT)
@@ -144,7 +145,8 @@ class HybridKernel:
         n_steps = min(n_steps, -(-(len(order) - start) // s.batch_size))
         U, V, F = self.user, self.item, self.features
         sse = hybrid_steps(order, users, items, ratings, start, n_steps, s.batch_size,
-                           U.w, U.m, U.v, V.w, V.m, V.v, F.w, F.m, F.v, self.offset, self.m_off, self.v_off, self.known, self.fptr,
+                           U.w, U.m, U.v, V.w, V.m, V.v, F.w, F.m, F.v, self.offset,
+                           self.m_off, self.v_off, self.known, self.fptr,
                            self.fcol, self.fweight, self.last_u, self.last_i, self.step,
                            self.alphas, self.hyper, s.dense, self.slot_u, self.slot_i,
                            self.work_i, self.g_user, self.g_item, self.g_features, self.g_off,

@@ -4,10 +4,11 @@ For every positive (u, i) of a batch and its drawn negative j the loss is
 ``-log sigmoid(s(u, i) - s(u, j))``, where ``s`` is the model's score ``dot(P[u], Q[i])``
 [+ ``bu[u] + bi[i]``] (a model trained to rank outputs its logits, without V2's rating link:
 ``EmbeddingModel.raw_scores``), exactly what the torch objective
-(``embedrec.training.losses.BPR``) differentiates. ``link`` keeps the sigmoid-scaled case. Batch semantics and Adam are the MSE kernel's
-(``embedrec.kernels.factors``): the mean loss over the batch, every touched row (the users, the
-positives and the negatives) updated once with its summed gradient, Keras-placement L2 on it,
-and in dense mode the L2-only steps a row missed applied before it is read.
+(``embedrec.training.losses.BPR``) differentiates; ``link`` keeps the sigmoid-scaled case.
+Batch semantics and Adam are the MSE kernel's (``embedrec.kernels.factors``): the mean loss
+over the batch, every touched row (the users, the positives and the negatives) updated once
+with its summed gradient, Keras-placement L2 on it, and in dense mode the L2-only steps a row
+missed applied before it is read.
 
 Item rows are grouped over the batch's *occurrences*: occurrence ``2j`` is example j's positive,
 ``2j + 1`` its negative. The serial twin adds each example's terms in that order, the parallel
@@ -21,7 +22,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from embedrec.kernels.adam import JIT, catch_up_pair, dot, update_row
+from embedrec.kernels.adam import JIT, catch_up_pair, dot, update_pair
 from embedrec.kernels.factors import FactorKernel
 from embedrec.kernels.tables import Twins, group, release, twins
 
@@ -159,19 +160,11 @@ def _pair_steps(order, users, items, negatives, start, n_steps, batch_size,
                     gb[0] += d
         seen += nb
         for b in prange(ni):
-            row = rowsI[b]
-            update_row(Q, mQ, vQ, row, gQ[b], alpha, b1, b2, eps, l2x2)
-            if use_bias:
-                update_row(BI, mBI, vBI, row, gBI[b], alpha, b1, b2, eps, l2x2)
-            if dense:
-                lastI[row] = t
+            update_pair(Q, mQ, vQ, BI, mBI, vBI, use_bias, rowsI[b], gQ[b], gBI[b], alpha, b1,
+                        b2, eps, l2x2, dense, lastI, t)
         for a in prange(nu):
-            row = rowsU[a]
-            update_row(P, mP, vP, row, gP[a], alpha, b1, b2, eps, l2x2)
-            if use_bias:
-                update_row(BU, mBU, vBU, row, gBU[a], alpha, b1, b2, eps, l2x2)
-            if dense:
-                lastU[row] = t
+            update_pair(P, mP, vP, BU, mBU, vBU, use_bias, rowsU[a], gP[a], gBU[a], alpha, b1,
+                        b2, eps, l2x2, dense, lastU, t)
         release(slotU, rowsU, nu)
         release(slotI, rowsI, ni)
     return total, seen

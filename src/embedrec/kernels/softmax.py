@@ -25,7 +25,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from embedrec.kernels.adam import JIT, catch_up_pair, dot, update_row
+from embedrec.kernels.adam import JIT, catch_up_pair, dot, update_pair
 from embedrec.kernels.factors import FactorKernel
 from embedrec.kernels.tables import Twins, group, release, twins
 
@@ -158,19 +158,11 @@ def _softmax_steps(order, users, items, negatives, log_q, shift, start, n_steps,
                         gb[0] += d
         seen += nb
         for b in prange(ni):
-            row = rowsI[b]
-            update_row(Q, mQ, vQ, row, gQ[b], alpha, b1, b2, eps, l2x2)
-            if use_bias:
-                update_row(BI, mBI, vBI, row, gBI[b], alpha, b1, b2, eps, l2x2)
-            if dense:
-                lastI[row] = t
+            update_pair(Q, mQ, vQ, BI, mBI, vBI, use_bias, rowsI[b], gQ[b], gBI[b], alpha, b1,
+                        b2, eps, l2x2, dense, lastI, t)
         for a in prange(nu):
-            row = rowsU[a]
-            update_row(P, mP, vP, row, gP[a], alpha, b1, b2, eps, l2x2)
-            if use_bias:
-                update_row(BU, mBU, vBU, row, gBU[a], alpha, b1, b2, eps, l2x2)
-            if dense:
-                lastU[row] = t
+            update_pair(P, mP, vP, BU, mBU, vBU, use_bias, rowsU[a], gP[a], gBU[a], alpha, b1,
+                        b2, eps, l2x2, dense, lastU, t)
         release(slotU, rowsU, nu)
         release(slotI, rowsI, ni)
     return total, seen

@@ -43,7 +43,8 @@ class RowTensors:
         lookups = {"item_counts": np.bincount(reference.items, minlength=reference.n_items),
                    "user_counts": np.bincount(reference.users, minlength=reference.n_users)}
         missing = []
-        features = item_features(data.item_map, data.item_info) if "item_features" in wanted else None
+        features = (item_features(data.item_map, data.item_info) if "item_features" in wanted
+                    else None)
         if "item_features" in wanted and features is None:
             if "item_features" in needs:
                 raise TrainingError("the model needs item features and the data has no items "

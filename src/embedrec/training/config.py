@@ -23,8 +23,10 @@ class TrainConfig:
     rows (lazy Adam), so a step costs time proportional to the batch.
 
     ``engine`` says who takes the steps: ``torch`` (standard PyTorch steps, any model, loss and
-    device), ``kernel`` (the model's compiled kernel: dot, biased, mlp and hybrid_mf over ids,
-    genres and release year, with the MSE loss on the CPU) or ``auto`` (the kernel where the model has one for these settings, else torch).
+    device), ``kernel`` (the model's compiled kernel, on the CPU: dot, biased, mlp and
+    hybrid_mf over ids, genres and release year with the MSE loss; dot and biased also with
+    BPR and sampled softmax) or ``auto`` (the kernel where the model has one for these
+    settings, else torch).
     The old engine names are still read: ``fast`` is torch with lazy updates, ``exact`` torch
     with dense updates.
     """

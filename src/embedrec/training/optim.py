@@ -66,7 +66,8 @@ class KerasAdam(torch.optim.Optimizer):
         params = [p for p, _ in dense]
         fused = group["fused"]
         if fused is None:
-            fused = all(p.device.type in ("cpu", "cuda") and p.dtype == torch.float32 for p in params)
+            fused = all(p.device.type in ("cpu", "cuda") and p.dtype == torch.float32
+                        for p in params)
         _functional_adam(
             params, [p.grad for p in params], [s["exp_avg"] for _, s in dense],
             [s["exp_avg_sq"] for _, s in dense], [], [s["step"] for _, s in dense],

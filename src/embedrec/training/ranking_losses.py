@@ -115,7 +115,8 @@ class Pairwise(RankingObjective):
         return -F.logsigmoid(pos - neg).mean()
 
     def validate(self, model, batch: dict) -> dict[str, float]:
-        if self._validation_negatives is None or len(self._validation_negatives) != len(batch["users"]):
+        if (self._validation_negatives is None
+                or len(self._validation_negatives) != len(batch["users"])):
             # the same negatives at every epoch
             self._validation_negatives = self.sampler(batch, torch.Generator().manual_seed(0))
         pos = predict_batches(model, batch)

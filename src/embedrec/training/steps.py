@@ -33,7 +33,8 @@ class TorchSteps:
         self.model, self.objective, self.optimizer = model, objective, optimizer
         self.rows, self.sampling = rows, sampling
 
-    def run(self, perm: torch.Tensor, epoch: int, first: int, n_steps: int, batch_size: int) -> float:
+    def run(self, perm: torch.Tensor, epoch: int, first: int, n_steps: int,
+            batch_size: int) -> float:
         total = 0.0
         sampler = self.objective.sampler
         negatives = run_negatives(sampler, perm, first, n_steps, batch_size, self.sampling)
@@ -99,7 +100,8 @@ class KernelSteps:
                              batch_size=config.batch_size, threads=config.threads,
                              max_steps=max_steps))
 
-    def run(self, perm: torch.Tensor, epoch: int, first: int, n_steps: int, batch_size: int) -> float:
+    def run(self, perm: torch.Tensor, epoch: int, first: int, n_steps: int,
+            batch_size: int) -> float:
         order = np.ascontiguousarray(perm.numpy())
         extra = {}
         if self.negatives is not None:

@@ -4,9 +4,9 @@ A step is ``loss = objective(model, batch)``, ``loss.backward()``, ``optimizer.s
 updates turn on the models' sparse row look-ups, so the gradients of embedding tables are
 sparse and Keras-Adam updates only the rows a batch touched; dense updates keep dense gradients
 over whole tables (the reference's arithmetic). A model whose spec has a compiled kernel may
-take the same steps, on the same batches, through it instead (``embedrec.training.steps``). Shuffling, dropout masks and negative
-samples draw from generators seeded by the run's seed; global RNG state and the process's
-thread count are left as they were.
+take the same steps, on the same batches, through it instead (``embedrec.training.steps``).
+Shuffling, dropout masks and negative samples draw from generators seeded by the run's seed;
+global RNG state and the process's thread count are left as they were.
 """
 
 from __future__ import annotations
