@@ -352,3 +352,18 @@ def test_twins_choose_by_every_probe_so_far(monkeypatch):
         chosen.append(ran[-1][0])
     assert twins.probed == {serial: 4.0, parallel: 3.0}
     assert chosen == ["parallel", "parallel"]
+
+
+def test_one_blas_thread_limits_and_restores():
+    from threadpoolctl import threadpool_info
+
+    from embedrec.kernels.tables import one_blas_thread
+
+    def blas_threads():
+        return [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+
+    before = blas_threads()
+    with one_blas_thread():
+        inside = blas_threads()
+    assert inside and set(inside) == {1}
+    assert blas_threads() == before

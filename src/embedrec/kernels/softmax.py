@@ -27,31 +27,24 @@ from numba import njit, prange
 
 from embedrec.kernels.adam import JIT, catch_up_pair, dot, update_pair
 from embedrec.kernels.factors import FactorKernel
-from embedrec.kernels.tables import Twins, group, release, twins
+from embedrec.kernels.tables import Twins, group, one_blas_thread, release, twins
 
 # the losses this kernel trains: sampled softmax with negatives shared by the batch
 LOSSES = frozenset({"softmax"})
 
 
 @njit(**JIT)
-def _logit(P, Q, BU, BI, u, i, use_bias):
-    x = dot(P[u], Q[i])
-    if use_bias:
-        x += BU[u, 0] + BI[i, 0]
-    return x
-
-
-@njit(**JIT)
-def example_gradient(P, Q, BU, BI, u, i, negs, log_q, shift, use_bias, scale, row):
-    """One example's (d loss / d logit of the positive, its loss); ``row`` receives the
-    derivatives for the shared negatives ``negs`` (0 where masked). ``scale`` = 1 / batch
-    length; logits in float32 as the torch objective forms them, their softmax in float64."""
-    lp = _logit(P, Q, BU, BI, u, i, use_bias) - log_q[i] - shift
+def example_gradient(row, lp, i, negs, col, scale):
+    """One example's softmax over its positive's logit ``lp`` and the negatives' logits in
+    ``row`` (the inner products, to which ``col`` adds each negative's bias and logQ term);
+    a negative equal to the positive ``i`` is masked. ``row`` receives d loss / d logit of
+    each negative, times ``scale`` = 1 / batch length (0 where masked); returns that of the
+    positive and the loss. Logits in float32 as the torch objective forms them, their
+    softmax in float64."""
     m = lp
     for c in range(negs.shape[0]):
-        j = negs[c]
-        if j != i:
-            x = _logit(P, Q, BU, BI, u, j, use_bias) - (log_q[j] + shift)
+        if negs[c] != i:
+            x = row[c] + col[c]
             row[c] = x
             if x > m:
                 m = x
@@ -67,18 +60,23 @@ def example_gradient(P, Q, BU, BI, u, i, negs, log_q, shift, use_bias, scale, ro
 
 def _softmax_steps(order, users, items, negatives, log_q, shift, start, n_steps, batch_size,
                    P, Q, BU, BI, mP, vP, mQ, vQ, mBU, vBU, mBI, vBI, lastU, lastI,
-                   step0, alphas, hyper, flags, slotU, slotI, wu, wi, dpos, dneg, losses,
-                   gP, gBU, gQ, gBI):
+                   step0, alphas, hyper, flags, slotU, slotI, wu, wi, dpos, G, losses,
+                   gP, gBU, gQ, gBI, Pu, Qp, Qn, dPu, dQn, col):
     """Run ``n_steps`` sampled-softmax steps from row ``start`` of ``order``; the step at
     ``order[s B:(s + 1) B]`` uses ``negatives[s S:(s + 1) S]``. Returns (sum of the losses,
     rows seen). ``wu``/``wi``: ids, rows, cursor, ptr and members of the users (B + 1 wide) and
-    the item occurrences (B + S + 1); ``hyper``/``flags`` as ``factors.factor_steps``."""
+    the item occurrences (B + S + 1); ``hyper``/``flags`` as ``factors.factor_steps``.
+
+    The batch's user rows ``Pu`` (B x k), positives ``Qp`` and shared negatives ``Qn`` (S x k)
+    are copied out, as they are before the step; the (B x S) grid of inner products and the two
+    gradients through it, ``G Qn`` and ``G' Pu``, are three matrix products (BLAS), and the rest
+    is per example or per row."""
     b1, b2, eps, l2x2 = hyper[0], hyper[1], hyper[2], hyper[3]
     use_bias, dense = flags[0] != 0, flags[2] != 0
     n = order.shape[0]
     k = P.shape[1]
     B = batch_size
-    S = dneg.shape[1]
+    S = G.shape[1]
     uid, iid = wu[0], wi[0]
     rowsU, ptrU, memU = wu[1], wu[3], wu[4]
     rowsI, ptrI, memI = wi[1], wi[3], wi[4]
@@ -112,31 +110,37 @@ def _softmax_steps(order, users, items, negatives, log_q, shift, start, n_steps,
                     row = rowsI[a - nu]
                     catch_up_pair(Q, mQ, vQ, BI, mBI, vBI, use_bias, row, lastI[row] + 1, t,
                                   alphas, b1, b2, eps, l2x2)
+        for j in prange(nb):
+            Pu[j, :] = P[uid[j]]
+            Qp[j, :] = Q[iid[j]]
+        for c in range(S):
+            jn = negs[c]
+            Qn[c, :] = Q[jn]
+            col[c] = (BI[jn, 0] if use_bias else zero) - (log_q[jn] + shift)
+        Gb = G[:nb]
+        np.dot(Pu[:nb], Qn.T, Gb)  # every example's inner product with every negative
         scale = np.float32(1.0) / np.float32(nb)
         for j in prange(nb):
-            dpos[j], losses[j] = example_gradient(P, Q, BU, BI, uid[j], iid[j], negs, log_q,
-                                                  shift, use_bias, scale, dneg[j])
+            i = iid[j]
+            lp = dot(Pu[j], Qp[j])
+            if use_bias:  # the user's bias shifts every logit of the row alike: it cancels
+                lp += BI[i, 0]
+            dpos[j], losses[j] = example_gradient(G[j], lp - (log_q[i] + shift), i, negs, col,
+                                                  scale)
         for j in range(nb):
             total += losses[j]
-        for a in prange(nu):  # users' gradients, from Q as it was
+        np.dot(Gb, Qn, dPu[:nb])  # users' gradients through the negatives, from Q as it was
+        np.dot(Gb.T, Pu[:nb], dQn)  # the negatives' gradients, from P as it was
+        for a in prange(nu):
             g, gb = gP[a], gBU[a]
             g[:] = zero
-            gb[0] = zero
+            gb[0] = zero  # the softmax does not depend on a user's bias: only L2 moves it
             for e in range(ptrU[a], ptrU[a + 1]):
                 j = memU[e]
                 d = dpos[j]
-                qi = Q[iid[j]]
                 for f in range(k):
-                    g[f] += d * qi[f]
-                for c in range(S):
-                    d = dneg[j, c]
-                    qc = Q[negs[c]]
-                    for f in range(k):
-                        g[f] += d * qc[f]
-            # a user's bias adds the same to every candidate's logit, so the softmax does not
-            # depend on it: its gradient is 0 (torch's is the rounding of a sum that is 0);
-            # only the L2 term moves it
-        for b in prange(ni):  # items' gradients, from P as it was
+                    g[f] += dPu[j, f] + d * Qp[j, f]
+        for b in prange(ni):
             g, gb = gQ[b], gBI[b]
             g[:] = zero
             gb[0] = zero
@@ -144,18 +148,15 @@ def _softmax_steps(order, users, items, negatives, log_q, shift, start, n_steps,
                 o = memI[e]
                 if o < nb:
                     d = dpos[o]
-                    pu = P[uid[o]]
                     for f in range(k):
-                        g[f] += d * pu[f]
+                        g[f] += d * Pu[o, f]
                     gb[0] += d
                 else:
                     c = o - nb
+                    for f in range(k):
+                        g[f] += dQn[c, f]
                     for j in range(nb):
-                        d = dneg[j, c]
-                        pu = P[uid[j]]
-                        for f in range(k):
-                            g[f] += d * pu[f]
-                        gb[0] += d
+                        gb[0] += G[j, c]
         seen += nb
         for b in prange(ni):
             update_pair(Q, mQ, vQ, BI, mBI, vBI, use_bias, rowsI[b], gQ[b], gBI[b], alpha, b1,
@@ -198,10 +199,14 @@ class SoftmaxKernel(FactorKernel):
         self.wu = np.zeros((5, bs + 1), dtype=np.int64)
         self.wi = np.zeros((5, bs + S + 1), dtype=np.int64)
         self.dpos = np.zeros(bs, dtype=np.float32)
-        self.dneg = np.zeros((bs, S), dtype=np.float32)
+        self.grid = np.zeros((bs, S), dtype=np.float32)  # inner products, then d loss / d logit
         self.losses = np.zeros(bs, dtype=np.float64)
         self.grads = (np.zeros((bs, k), np.float32), np.zeros((bs, 1), np.float32),
                       np.zeros((bs + S, k), np.float32), np.zeros((bs + S, 1), np.float32))
+        # rows copied out of the tables, and the two products' results
+        self.copies = (np.zeros((bs, k), np.float32), np.zeros((bs, k), np.float32),
+                       np.zeros((S, k), np.float32), np.zeros((bs, k), np.float32),
+                       np.zeros((S, k), np.float32), np.zeros(S, np.float32))
 
     def run(self, order, users, items, ratings, start: int, n_steps: int, *,
             negatives: np.ndarray) -> tuple[float, int]:
@@ -217,8 +222,9 @@ class SoftmaxKernel(FactorKernel):
                           s.batch_size, P.w, Q.w, BU.w, BI.w, P.m, P.v, Q.m, Q.v, BU.m, BU.v,
                           BI.m, BI.v, self.last_u, self.last_i, self.step, self.alphas,
                           self.hyper, self.flags, self.slot_u, self.slot_i, self.wu, self.wi,
-                          self.dpos, self.dneg, self.losses, *self.grads)
+                          self.dpos, self.grid, self.losses, *self.grads, *self.copies)
             self.step += count
             return total
 
-        return self.twins.run(steps, start, n_steps), n_steps
+        with one_blas_thread():
+            return self.twins.run(steps, start, n_steps), n_steps

@@ -175,6 +175,23 @@ class Twins:
             return total + steps(self.chosen, start + done * bs, n_steps - done)
 
 
+_BLAS = []  # the process's threadpool controller, made on first use
+
+
+@contextmanager
+def one_blas_thread() -> Iterator[None]:
+    """BLAS on one thread for the block. A kernel's small matrix products (numba calls SciPy's
+    BLAS) run between its parallel loops: a multi-threaded BLAS fights numba's threads for the
+    cores (sampled softmax at batch 256 ran 2-3 times slower than with one BLAS thread)."""
+    if not _BLAS:
+        import scipy.linalg.cython_blas  # noqa: F401  (the BLAS numba calls: loaded first)
+        from threadpoolctl import ThreadpoolController
+
+        _BLAS.append(ThreadpoolController())
+    with _BLAS[0].limit(limits=1, user_api="blas"):
+        yield
+
+
 @contextmanager
 def numba_threads(n: int) -> Iterator[None]:
     """numba's thread count set to ``n`` (at most what it started with) for the block."""
