@@ -12,10 +12,11 @@ positives and the shared negatives) updated once with its summed gradient, Keras
 on it, and in dense mode the L2-only steps a row missed applied before it is read.
 
 Item rows are grouped over the batch's *occurrences*: occurrence ``j < B`` is example j's
-positive, ``B + c`` the c-th shared negative. Every row's gradient is summed in one fixed order
-(its occurrences in turn; a negative's over the examples in batch order), whichever twin runs,
-so the serial and parallel twins give the same bits. A softmax step costs about S times a BPR
-step's arithmetic: each example is scored against every shared negative.
+positive, ``B + c`` the c-th shared negative. A softmax step costs about S times a BPR step's
+arithmetic, since each example is scored against every shared negative: that grid and the two
+gradients through it are matrix products (SciPy's BLAS, called from numba, on one BLAS thread
+while the kernel runs). Every row's gradient is then summed in one fixed order (its
+occurrences in turn), whichever twin runs, so the serial and parallel twins give the same bits.
 """
 
 from __future__ import annotations
