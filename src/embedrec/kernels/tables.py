@@ -182,7 +182,7 @@ _BLAS = []  # the process's threadpool controller, made on first use
 def one_blas_thread() -> Iterator[None]:
     """BLAS on one thread for the block. A kernel's small matrix products (numba calls SciPy's
     BLAS) run between its parallel loops: a multi-threaded BLAS fights numba's threads for the
-    cores (sampled softmax at batch 256 ran 2-3 times slower than with one BLAS thread)."""
+    cores (sampled softmax at batch 256 ran about 4 times slower than with one BLAS thread)."""
     if not _BLAS:
         import scipy.linalg.cython_blas  # noqa: F401  (the BLAS numba calls: loaded first)
         from threadpoolctl import ThreadpoolController
