@@ -103,6 +103,23 @@ def test_ranking_twins_give_the_same_bits(data, loss):
         assert torch.equal(value, forced.state_dict()[key]), key
 
 
+# the hand-computed steps' settings: Keras-Adam from zero moments, L2 on the touched rows
+HAND = {"lr": 0.1, "b1": 0.9, "b2": 0.999, "eps": 1e-7, "l2": 0.01}
+
+
+def first_adam_step(w: float, g: float) -> float:
+    """``w`` after Keras-Adam's first step with gradient ``g`` (before L2) under ``HAND``."""
+    lr, b1, b2, eps, l2 = HAND.values()
+    g = g + 2 * l2 * w
+    m, v = (1 - b1) * g, (1 - b2) * g * g
+    return w - lr * np.sqrt(1 - b2) / (1 - b1) * m / (np.sqrt(v) + eps)
+
+
+def hand_settings(batch_size: int) -> Settings:
+    return Settings(lr=HAND["lr"], beta1=HAND["b1"], beta2=HAND["b2"], eps=HAND["eps"],
+                    l2=HAND["l2"], dense=False, batch_size=batch_size, threads=1, max_steps=1)
+
+
 def test_one_bpr_step_by_hand():
     """V1, one user, two items, one factor: the positive 0 against the negative 1 (and, in the
     same batch, the positive 1 against the negative 1: a drawn negative may be the positive)."""
@@ -110,10 +127,8 @@ def test_one_bpr_step_by_hand():
 
     P = np.array([[1.0]], dtype=np.float32)
     Q = np.array([[2.0], [3.0]], dtype=np.float32)
-    lr, b1, b2, eps, l2 = 0.1, 0.9, 0.999, 1e-7, 0.01
     kernel = PairKernel(P, Q)
-    kernel.bind(Settings(lr=lr, beta1=b1, beta2=b2, eps=eps, l2=l2, dense=False, batch_size=2,
-                         threads=1, max_steps=1))
+    kernel.bind(hand_settings(batch_size=2))
     users, items = np.array([0, 0]), np.array([0, 1])
     total, steps = kernel.run(np.array([0, 1]), users, items, np.ones(2, np.float32), 0, 1,
                               negatives=np.array([1, 1]))
@@ -126,12 +141,8 @@ def test_one_bpr_step_by_hand():
         "P": (1.0, d1 * (2.0 - 3.0) + d2 * (3.0 - 3.0)),
         "Q0": (2.0, d1 * 1.0),
         "Q1": (3.0, -d1 * 1.0 + d2 * 1.0 - d2 * 1.0)}
-    alpha = lr * np.sqrt(1 - b2) / (1 - b1)
     for key, out in (("P", P[0, 0]), ("Q0", Q[0, 0]), ("Q1", Q[1, 0])):
-        w, g = grads[key]
-        g += 2 * l2 * w
-        m, v = (1 - b1) * g, (1 - b2) * g * g
-        assert out == pytest.approx(w - alpha * m / (np.sqrt(v) + eps), rel=1e-6), key
+        assert out == pytest.approx(first_adam_step(*grads[key]), rel=1e-6), key
 
 
 def test_one_softmax_step_by_hand():
@@ -144,11 +155,9 @@ def test_one_softmax_step_by_hand():
 
     P = np.array([[1.0]], dtype=np.float32)
     Q = np.array([[2.0], [3.0]], dtype=np.float32)
-    lr, b1, b2, eps, l2 = 0.1, 0.9, 0.999, 1e-7, 0.01
     kernel = SoftmaxKernel(P, Q)
     kernel.use_sampler(SimpleNamespace(log_probs=lambda: np.log([0.5, 0.5]), shared=2))
-    kernel.bind(Settings(lr=lr, beta1=b1, beta2=b2, eps=eps, l2=l2, dense=False, batch_size=1,
-                         threads=1, max_steps=1))
+    kernel.bind(hand_settings(batch_size=1))
     total, steps = kernel.run(np.array([0]), np.array([0]), np.array([0]), np.ones(1, np.float32),
                               0, 1, negatives=np.array([1, 0]))
     assert steps == 1
@@ -160,12 +169,8 @@ def test_one_softmax_step_by_hand():
         "P": (1.0, d_pos * 2.0 + d_neg * 3.0),
         "Q0": (2.0, d_pos * 1.0),  # the masked copy adds nothing
         "Q1": (3.0, d_neg * 1.0)}
-    alpha = lr * np.sqrt(1 - b2) / (1 - b1)
     for key, out in (("P", P[0, 0]), ("Q0", Q[0, 0]), ("Q1", Q[1, 0])):
-        w, g = grads[key]
-        g += 2 * l2 * w
-        m, v = (1 - b1) * g, (1 - b2) * g * g
-        assert out == pytest.approx(w - alpha * m / (np.sqrt(v) + eps), rel=1e-6), key
+        assert out == pytest.approx(first_adam_step(*grads[key]), rel=1e-6), key
 
 
 def get_initial(name, data):
@@ -213,22 +218,17 @@ def test_one_step_by_hand():
     """V1 on 2 users and 2 items with one factor: one batch, Keras-Adam, L2 on the rows."""
     P = np.array([[1.0], [2.0]], dtype=np.float32)
     Q = np.array([[3.0], [4.0]], dtype=np.float32)
-    lr, b1, b2, eps, l2 = 0.1, 0.9, 0.999, 1e-7, 0.01
     kernel = FactorKernel(P, Q)
-    kernel.bind(Settings(lr=lr, beta1=b1, beta2=b2, eps=eps, l2=l2, dense=False, batch_size=2,
-                         threads=1, max_steps=1))
+    kernel.bind(hand_settings(batch_size=2))
     users, items = np.array([0, 1]), np.array([0, 1])
     ratings = np.array([5.0, 7.0], dtype=np.float32)
     sse, steps = kernel.run(np.array([0, 1]), users, items, ratings, 0, 5)
     assert steps == 1  # only one batch there
     assert sse == pytest.approx((3 - 5) ** 2 + (8 - 7) ** 2)
     # mean loss: d/dpred = 2 * err / 2 = err; gradient of P[u] is err * Q[i] (+ 2 l2 P[u])
-    alpha = lr * np.sqrt(1 - b2) / (1 - b1)
     for w, other, err, out in ((1.0, 3.0, -2.0, P[0, 0]), (2.0, 4.0, 1.0, P[1, 0]),
                                (3.0, 1.0, -2.0, Q[0, 0]), (4.0, 2.0, 1.0, Q[1, 0])):
-        g = err * other + 2 * l2 * w
-        m, v = (1 - b1) * g, (1 - b2) * g * g
-        assert out == pytest.approx(w - alpha * m / (np.sqrt(v) + eps), rel=1e-6)
+        assert out == pytest.approx(first_adam_step(w, err * other), rel=1e-6)
 
 
 def test_dense_kernel_moves_rows_outside_the_batch():

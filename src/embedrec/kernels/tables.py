@@ -7,6 +7,7 @@ sum in a fixed order, whichever thread computes it, so results do not depend on 
 
 from __future__ import annotations
 
+import functools
 import time
 import types
 from collections.abc import Iterator
@@ -175,7 +176,13 @@ class Twins:
             return total + steps(self.chosen, start + done * bs, n_steps - done)
 
 
-_BLAS = []  # the process's threadpool controller, made on first use
+@functools.cache
+def _blas_controller():
+    """The process's threadpool controller, made once, after the BLAS numba calls is loaded."""
+    import scipy.linalg.cython_blas  # noqa: F401
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
 
 
 @contextmanager
@@ -183,12 +190,7 @@ def one_blas_thread() -> Iterator[None]:
     """BLAS on one thread for the block. A kernel's small matrix products (numba calls SciPy's
     BLAS) run between its parallel loops: a multi-threaded BLAS fights numba's threads for the
     cores (sampled softmax at batch 256 ran about 4 times slower than with one BLAS thread)."""
-    if not _BLAS:
-        import scipy.linalg.cython_blas  # noqa: F401  (the BLAS numba calls: loaded first)
-        from threadpoolctl import ThreadpoolController
-
-        _BLAS.append(ThreadpoolController())
-    with _BLAS[0].limit(limits=1, user_api="blas"):
+    with _blas_controller().limit(limits=1, user_api="blas"):
         yield
 
 

@@ -38,11 +38,13 @@ class TorchSteps:
         total = 0.0
         sampler = self.objective.sampler
         negatives = run_negatives(sampler, perm, first, n_steps, batch_size, self.sampling)
+        if negatives is not None:  # where the run's draws start in the epoch's
+            base, _ = negative_span(sampler, len(perm), first, n_steps, batch_size)
         for s in range(first, first + n_steps):
             batch = self.rows.take(perm[s * batch_size:(s + 1) * batch_size])
             if negatives is not None:
-                batch["negatives"] = step_negatives(sampler, negatives, s - first, batch_size,
-                                                    len(batch["users"]))
+                lo, hi = negative_span(sampler, len(perm), s, 1, batch_size)
+                batch["negatives"] = negatives[lo - base:hi - base]
             self.optimizer.zero_grad(set_to_none=True)
             loss = self.objective(self.model, batch)
             loss.backward()
@@ -57,23 +59,27 @@ class TorchSteps:
         pass
 
 
+def negative_span(sampler, n_rows: int, first: int, n_steps: int,
+                  batch_size: int) -> tuple[int, int]:
+    """Where steps ``first .. first + n_steps - 1`` of an epoch of ``n_rows`` rows find their
+    negatives in the epoch's sequence of draws: one per row (a ``per_row`` sampler, indexed
+    like the epoch's order) or ``shared`` per step."""
+    stop = min(first + n_steps, -(-n_rows // batch_size))
+    if sampler.per_row:
+        start = first * batch_size
+        return start, max(start, min(n_rows, stop * batch_size))
+    start = first * sampler.shared
+    return start, max(start, stop * sampler.shared)
+
+
 def run_negatives(sampler, perm: torch.Tensor, first: int, n_steps: int, batch_size: int,
                   generator: torch.Generator) -> torch.Tensor | None:
-    """The negatives of a run of steps drawn in one call, on ``perm``'s device: one per row
-    (a ``per_row`` sampler) or ``shared`` per batch; None without a sampler."""
+    """The negatives of a run of steps drawn in one call, on ``perm``'s device; None without a
+    sampler."""
     if sampler is None:
         return None
-    rows = max(0, min(len(perm), (first + n_steps) * batch_size) - first * batch_size)
-    count = rows if sampler.per_row else -(-rows // batch_size) * sampler.shared
-    return sampler.draw(count, generator).to(perm.device)
-
-
-def step_negatives(sampler, negatives: torch.Tensor, step: int, batch_size: int,
-                   rows: int) -> torch.Tensor:
-    """The negatives of the ``step``-th batch (of ``rows`` rows) of a run."""
-    if sampler.per_row:
-        return negatives[step * batch_size:step * batch_size + rows]
-    return negatives[step * sampler.shared:(step + 1) * sampler.shared]
+    start, stop = negative_span(sampler, len(perm), first, n_steps, batch_size)
+    return sampler.draw(stop - start, generator).to(perm.device)
 
 
 class KernelSteps:
@@ -86,9 +92,7 @@ class KernelSteps:
         if getattr(kernel, "needs_negatives", False):
             if sampler is None:
                 raise TrainingError("this kernel trains with drawn negatives; the loss has none")
-            # indexed like ``order`` (one per row), or S per step of the epoch (shared)
-            per_epoch = (len(rows) if sampler.per_row
-                         else -(-len(rows) // config.batch_size) * sampler.shared)
+            _, per_epoch = negative_span(sampler, len(rows), 0, len(rows), config.batch_size)
             self.negatives = np.zeros(per_epoch, dtype=np.int64)
         if hasattr(kernel, "use_sampler"):
             kernel.use_sampler(sampler)
@@ -106,7 +110,7 @@ class KernelSteps:
         extra = {}
         if self.negatives is not None:
             drawn = run_negatives(self.sampler, perm, first, n_steps, batch_size, self.sampling)
-            at = first * (batch_size if self.sampler.per_row else self.sampler.shared)
+            at, _ = negative_span(self.sampler, len(order), first, n_steps, batch_size)
             self.negatives[at:at + len(drawn)] = drawn.numpy()
             extra["negatives"] = self.negatives
         sse, _ = self.kernel.run(order, self.users, self.items, self.ratings,
