@@ -7,8 +7,10 @@ compared over 3 seeds on the test rows of its protocol.
 For each protocol P (each step an ordinary `embedrec` command, printed before it runs):
 1. `embedrec tune --models ease,ials,knn --protocol P --trials N --timeout S
    --out benchmarks/out/protocols/tune-P`;
-2. for each ranking loss L in --losses (softmax, bpr): `embedrec tune --models dot,biased
-   --loss L --protocol P ... --out .../tune-P-L`;
+2. for each ranking loss L in --losses (softmax, full_softmax, bpr): `embedrec tune --models
+   dot,biased --loss L --protocol P ... --out .../tune-P-L` (full_softmax with `--epochs 300`:
+   its epoch is one pass over the users, 10 steps at batch 64, where the other losses' epoch is
+   a pass over the ratings; early stopping still ends it);
 3. `embedrec compare --tuned .../tune-P --models pop,bias,ease,ials,knn --protocol P --seeds 3`,
    the same for each tune-P-L folder with dot,biased, and `embedrec compare --models
    dot,biased,mlp --protocol P --seeds 3` (the rating models, mse, default settings).
@@ -33,6 +35,8 @@ from pathlib import Path
 HERE = Path(__file__).parent
 OUT = HERE / "out" / "protocols"
 RESULTS = HERE / "results"
+# a loss whose epoch is far shorter than a pass over the ratings gets a higher cap on epochs
+EPOCHS = {"full_softmax": 300}
 METRICS = ("ndcg_at_k", "recall_at_k", "map_at_k", "hit_rate_at_k", "coverage_at_k",
            "popularity_at_k", "long_tail_at_k", "rmse")
 
@@ -55,7 +59,7 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=30)
     parser.add_argument("--timeout", type=float, default=300)
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--losses", default="softmax,bpr")
+    parser.add_argument("--losses", default="softmax,full_softmax,bpr")
     parser.add_argument("--only-losses", action="store_true",
                         help="re-run only the --losses runs (no baselines, no mse models) and "
                              "replace their rows in the existing results file")
@@ -81,6 +85,7 @@ def main() -> None:
             shutil.rmtree(tune_dir, ignore_errors=True)
             shutil.rmtree(cmp_dir, ignore_errors=True)
             extra = ["--loss", loss] if loss else []
+            extra += ["--epochs", str(EPOCHS[loss])] if loss in EPOCHS else []
             run(["tune", "--models", tuned, "--protocol", protocol, *budget, *extra,
                  "--out", str(tune_dir)])
             run(["compare", "--tuned", str(tune_dir), "--models", compared, "--protocol",

@@ -139,7 +139,7 @@ def test_positives_are_good_ratings_unless_implicit():
         objective.prepare(data, None, TrainConfig(loss="bpr", relevant=9.0))
 
 
-@pytest.mark.parametrize("loss", ["bpr", "bpr_pop", "softmax"])
+@pytest.mark.parametrize("loss", ["bpr", "bpr_pop", "softmax", "full_softmax"])
 def test_a_model_trained_for_ranking_ranks_and_refuses_to_predict(loss, tmp_path):
     data = make_ratings(n_users=30, n_items=20, seed=2)
     preset = PRESET.with_overrides(loss=loss)
@@ -168,7 +168,7 @@ def test_mse_models_still_predict_ratings():
     assert bundle.manifest["positives"] is None
 
 
-@pytest.mark.parametrize("loss", ["mse", "bpr", "softmax"])
+@pytest.mark.parametrize("loss", ["mse", "bpr", "softmax", "full_softmax"])
 def test_a_model_trained_to_rank_outputs_its_logits(loss):
     """Under a ranking loss V2's output is dot + biases, not the sigmoid-scaled rating (which
     would cap every score difference at the rating range)."""

@@ -114,7 +114,8 @@ def compare(
         "--tuned", help="A `tune --out` folder: use its best settings (its best.json).")] = None,
     mlflow: MlflowOpt = None,
     loss: Annotated[Optional[str], typer.Option(
-        help="Loss of the torch models: mse, or a ranking loss bpr, bpr_pop, softmax.")] = None,
+        help="Loss of the torch models: mse, or a ranking loss bpr, bpr_pop, softmax, "
+             "full_softmax.")] = None,
     implicit: Annotated[bool, typer.Option(
         "--implicit", help="Ranking losses learn from every rating, not only >= --relevant.")] = False,
     protocol: Annotated[Optional[str], typer.Option(

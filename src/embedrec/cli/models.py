@@ -39,7 +39,8 @@ def train(
     duplicates: DuplicatesOpt = "last",
     preset_file: PresetFileOpt = None,
     loss: Annotated[Optional[str], typer.Option(
-        help="mse, or a ranking loss (bpr, bpr_pop, softmax): the model then only ranks.")] = None,
+        help="mse, or a ranking loss (bpr, bpr_pop, softmax, full_softmax): the model then "
+             "only ranks.")] = None,
     relevant: Annotated[Optional[float], typer.Option(
         help="Ranking losses: a rating at least this is a positive (4.0).")] = None,
     implicit: Annotated[bool, typer.Option(

@@ -35,8 +35,8 @@ def tune(
     updates: UpdatesOpt = None,
     valid_fraction: Annotated[Optional[float], typer.Option(help="Validation share of train.")] = None,
     loss: Annotated[Optional[str], typer.Option(
-        help="Loss of the torch models: mse, or a ranking loss bpr, bpr_pop, softmax (then "
-             "tuned on validation NDCG@k).")] = None,
+        help="Loss of the torch models: mse, or a ranking loss bpr, bpr_pop, softmax, "
+             "full_softmax (then tuned on validation NDCG@k).")] = None,
     protocol: Annotated[str, typer.Option(
         help="Tune for protocol a (the preset's split, rating >= 4 relevant) or b (per-user "
              "holdout, every held-out rating relevant; ranking losses learn from every "

@@ -11,7 +11,7 @@ from __future__ import annotations
 from embedrec.models.spec import Capabilities
 
 # the losses whose scores rank items but are not ratings (embedrec.training.losses.LOSSES)
-RANKING_LOSSES = frozenset({"bpr", "bpr_pop", "softmax"})
+RANKING_LOSSES = frozenset({"bpr", "bpr_pop", "softmax", "full_softmax"})
 
 
 def loss_predicts_ratings(loss: str | None) -> bool:

@@ -99,10 +99,43 @@ class RowTensors:
         return self.take(torch.arange(self.n, device=self.columns["users"].device))
 
     def _history(self, users: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        indptr, items = self.history
-        starts, lengths = indptr[users], indptr[users + 1] - indptr[users]
-        offsets = torch.cumsum(lengths, 0) - lengths
-        total = int(lengths.sum())
-        position = torch.arange(total, device=users.device)
-        source = torch.repeat_interleave(starts - offsets, lengths) + position
-        return items[source], offsets
+        return csr_rows(*self.history, users)
+
+
+def csr_rows(indptr: torch.Tensor, items: torch.Tensor,
+             users: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The rows ``users`` of a CSR matrix (``indptr``, ``items``), flat, and where each row
+    starts in the flat list (``nn.EmbeddingBag``'s offsets)."""
+    starts, lengths = indptr[users], indptr[users + 1] - indptr[users]
+    offsets = torch.cumsum(lengths, 0) - lengths
+    position = torch.arange(int(lengths.sum()), device=users.device)
+    source = torch.repeat_interleave(starts - offsets, lengths) + position
+    return items[source], offsets
+
+
+class UserRows:
+    """Users as the unit of training, for losses over a user's whole row of the catalogue
+    (``ranking_losses.FullSoftmax``): ``take(idx)`` gives a batch of users (``users``) and,
+    flat, the items each one interacted with (``items``) and where each user's list starts
+    (``offsets``). Only users with at least one row take part; ``len`` counts them."""
+
+    def __init__(self, data: Ratings, *, device: torch.device | str = "cpu"):
+        order = np.argsort(data.users, kind="stable")
+        counts = np.bincount(data.users, minlength=data.n_users)
+        indptr = np.concatenate(([0], np.cumsum(counts)))
+        to_tensor = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.int64)).to(device)  # noqa: E731
+        self.user_ids = to_tensor(np.flatnonzero(counts))
+        self.indptr, self.items = to_tensor(indptr), to_tensor(data.items[order])
+        self.lookups = {"item_counts": to_tensor(np.bincount(data.items, minlength=data.n_items)),
+                        "user_counts": to_tensor(counts)}
+        self.columns = {"users": self.user_ids}
+        self.missing = ()
+        self.n = len(self.user_ids)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def take(self, idx: torch.Tensor) -> dict[str, torch.Tensor]:
+        users = self.user_ids[idx]
+        items, offsets = csr_rows(self.indptr, self.items, users)
+        return {"users": users, "items": items, "offsets": offsets}

@@ -7,8 +7,9 @@ step, and scores validation rows as named metrics (lower is better) for early st
 - ``mse``: mean squared error against ``batch["ratings"]`` (the reference's objective).
 - ``bpr``: Bayesian personalised ranking, -log sigmoid(score(u, i) - score(u, j)) with a negative
   item j drawn for every (u, i) by a sampler (uniform here). Its scores rank; they are not ratings.
-- ``bpr_pop`` and ``softmax`` (popularity-sampled BPR, sampled softmax with the logQ correction):
-  see ``embedrec.training.ranking_losses``. Ranking losses learn from positives only.
+- ``bpr_pop``, ``softmax`` and ``full_softmax`` (popularity-sampled BPR, sampled softmax with
+  the logQ correction, the softmax over the whole catalogue a batch of users at a time): see
+  ``embedrec.training.ranking_losses``. Ranking losses learn from positives only.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import torch
 from embedrec.errors import ConfigError
 from embedrec.models.base import predict_batches
 from embedrec.models.spec import Shape
-from embedrec.training.ranking_losses import BPRPop, Pairwise, SampledSoftmax
+from embedrec.training.ranking_losses import BPRPop, FullSoftmax, Pairwise, SampledSoftmax
 
 
 class UniformNegatives:
@@ -66,7 +67,8 @@ class BPR(Pairwise):
         self._validation_negatives = None
 
 
-LOSSES = {"mse": lambda shape: MSE(), "bpr": BPR, "bpr_pop": BPRPop, "softmax": SampledSoftmax}
+LOSSES = {"mse": lambda shape: MSE(), "bpr": BPR, "bpr_pop": BPRPop, "softmax": SampledSoftmax,
+          "full_softmax": FullSoftmax}
 
 
 def make_objective(name: str, shape: Shape):

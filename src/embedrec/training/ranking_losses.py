@@ -10,6 +10,12 @@ feedback). Its scores rank; they are not ratings (``embedrec.models.outputs``).
   batch are drawn from Q (popularity^0.75); with the logQ correction each candidate's logit is
   s(u, j) - log(S Q(j)) (the positive's too), sampled items equal to the positive are masked,
   and the loss is the cross-entropy of the positive among them.
+- ``full_softmax``: the softmax over the whole catalogue, -log softmax(s(u, .))_i averaged over
+  the batch's positives: Mult-VAE's multinomial likelihood (Liang et al. 2018) on a factor
+  model. Its batches are users (``batch_size`` of them, each with all of its positives), so a
+  user's scores over the catalogue are computed once per epoch, whatever its number of
+  positives; it trains models that score a user against every movie in one product
+  (``broadcasts``) from ids alone.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from embedrec.data.dataset import Ratings
 from embedrec.errors import ConfigError, TrainingError
 from embedrec.models.base import predict_batches
 from embedrec.models.spec import Shape
+from embedrec.training.batches import UserRows, csr_rows
 
 POPULARITY_POWER = 0.75
 
@@ -209,3 +216,61 @@ class SampledSoftmax(RankingObjective):
                                    self.n_negatives)
             total += float(loss) * len(pos)
         return {"valid_softmax": total / n}
+
+
+class FullSoftmax(RankingObjective):
+    name = "full_softmax"
+    metrics = ("valid_full_softmax",)
+    sampler = None
+
+    def __init__(self, shape: Shape):
+        self.shape = shape
+        self._train = None  # the training positives (UserRows): masked when validating
+
+    def rows(self, train: Ratings, *, needs: frozenset[str], uses: frozenset[str],
+             device) -> UserRows:
+        """The trainer's rows for this loss: users, each with its positives."""
+        if needs:
+            raise ConfigError(f"the {self.name} loss trains models that score from user and "
+                              f"movie ids alone; this one needs {', '.join(sorted(needs))}")
+        self._train = UserRows(train, device=device)
+        return self._train
+
+    def scores(self, model, users: torch.Tensor) -> torch.Tensor:
+        """(len(users), n_items): every user's score of every movie, in one product."""
+        if not getattr(model, "broadcasts", False):
+            raise ConfigError(f"the full_softmax loss needs a model that scores a user against "
+                              f"every movie in one product; {type(model).__name__} does not")
+        catalogue = torch.arange(self.shape.n_items, device=users.device)
+        return model.score_grid({"users": users}, catalogue)
+
+    def __call__(self, model, batch: dict) -> torch.Tensor:
+        users, items = batch["users"], batch["items"]
+        log_p = torch.log_softmax(self.scores(model, users), dim=1)
+        lengths = torch.diff(batch["offsets"], append=batch["offsets"].new_tensor([len(items)]))
+        row = torch.repeat_interleave(torch.arange(len(users), device=users.device), lengths)
+        return -log_p[row, items].mean()
+
+    @torch.no_grad()
+    def validate(self, model, batch: dict) -> dict[str, float]:
+        """Mean -log probability of each validation positive among the movies its user did not
+        train on (the training positives are masked, as in ranking)."""
+        was_training = model.training
+        model.eval()
+        try:
+            users, inverse = torch.unique(batch["users"], return_inverse=True)
+            total = 0.0
+            for start in range(0, len(users), 256):
+                part = users[start:start + 256]
+                logits = self.scores(model, part).float()
+                seen, offsets = csr_rows(self._train.indptr, self._train.items, part)
+                lengths = torch.diff(offsets, append=offsets.new_tensor([len(seen)]))
+                row = torch.repeat_interleave(torch.arange(len(part), device=part.device), lengths)
+                logits[row, seen] = -torch.inf
+                log_z = torch.logsumexp(logits, dim=1)
+                mine = (inverse >= start) & (inverse < start + len(part))
+                local = inverse[mine] - start
+                total += float((log_z[local] - logits[local, batch["items"][mine]]).sum())
+            return {"valid_full_softmax": total / len(batch["users"])}
+        finally:
+            model.train(was_training)

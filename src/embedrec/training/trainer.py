@@ -135,7 +135,10 @@ def fit(model, train: Ratings, config: TrainConfig, *, seed: int, shape: Shape |
         model.to(device)
         model.sparse_rows = kernel is None and config.updates == "lazy"
         model.raw_scores = bool(getattr(objective, "ranks", False))  # ranking: scores, not ratings
-        rows = RowTensors(train, needs=needs, uses=uses, device=device)
+        # rows of ratings, or what the objective trains on instead (users, for full_softmax)
+        rows = (objective.rows(train, needs=needs, uses=uses, device=device)
+                if hasattr(objective, "rows") else
+                RowTensors(train, needs=needs, uses=uses, device=device))
         history.notes = [f"{name}: off, the data has none" for name in rows.missing]
         history.notes += model.attach_inputs(rows.lookups)
         for note in history.notes:
