@@ -185,21 +185,23 @@ def _top_for_users_torch(bundle: ModelBundle, users: np.ndarray, k: int, exclude
 def recommend_all(bundle: ModelBundle, k: int = 10, *, chunk: int = 1024,
                   users: np.ndarray | None = None, device=None) -> tuple[np.ndarray, np.ndarray]:
     """Top-k item indices and predicted ratings for many users (all by default), seen items
-    masked, in chunks of at most ``chunk`` users (fewer for a large catalogue: a chunk's
-    scores stay under 64 MB, so memory is flat in the number of users).
+    masked, in chunks of at most ``chunk`` users (fewer for a large catalogue where a chunk's
+    scores are held: they stay under 64 MB, so memory is flat in the number of users).
 
     With numpy (``device`` None), a chunk is scored (BLAS on every core) and its top k are
     picked by a compiled kernel on every core, in one pass over each row without a sort
     (``embedrec.kernels.topk``); a model whose scores are one product of two tables
-    (``Scorer.linear_factors``) is scored by one matrix product into a buffer reused by every
-    chunk. With torch on ``device``, see ``top_for_users``. A user with
+    (``Scorer.linear_factors``) is scored and picked in one compiled pass, a cache-sized tile
+    of scores at a time, so no chunk's scores are ever held. With torch on ``device``, see
+    ``top_for_users``. A user with
     fewer than k unseen items gets index -1 and score -inf in the spare places.
     """
     check_k(k)
     users = np.arange(len(bundle.user_map)) if users is None else np.asarray(users)
     n_items = len(bundle.item_map)
     k_eff = min(k, n_items)
-    chunk = max(1, min(chunk, (1 << 24) // max(n_items, 1)))
+    if device is not None or bundle.scored.linear_factors(users) is None:
+        chunk = max(1, min(chunk, (1 << 24) // max(n_items, 1)))  # scores held: under 64 MB
     out_items = np.empty((len(users), k_eff), dtype=np.int32)
     out_scores = np.empty((len(users), k_eff), dtype=np.float32)
     buffers: dict[str, np.ndarray] = {}
@@ -218,25 +220,29 @@ _KERNEL_LOCK = threading.Lock()  # numba's default thread pool takes one caller 
 
 def _top_compiled(bundle: ModelBundle, users: np.ndarray, k: int,
                   buffers: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
-    from embedrec.kernels.topk import masked_top_k
+    from embedrec.kernels.tables import numba_threads_now, one_blas_thread
+    from embedrec.kernels.topk import TILE_ITEMS, TILE_USERS, factor_top_k, item_tiles, masked_top_k
 
     factors = bundle.scored.linear_factors(users)
+    best = np.empty((len(users), k), dtype=np.int64)
     if factors is None:
         scores = np.ascontiguousarray(rank_scores(bundle, users))
-    else:  # one product into a reused buffer: no other pass over a chunk's scores
-        left, right = factors
-        buffers = {} if buffers is None else buffers
-        held = buffers.get("scores")
-        if held is None or held.shape[0] < len(users) or held.shape[1] != right.shape[0]:
-            held = buffers["scores"] = np.empty((len(users), right.shape[0]), dtype=np.float32)
-        scores = held[:len(users)]
-        np.matmul(left[users], right.T, out=scores)
-    best = np.empty((len(users), k), dtype=np.int64)
-    best_scores = np.empty((len(users), k), dtype=scores.dtype)
-    with _KERNEL_LOCK:
-        masked_top_k(scores, users.astype(np.int64), bundle.seen_indptr,
-                     bundle.seen_items, bundle.candidate_items(), k,
-                     best, best_scores)
+        best_scores = np.empty((len(users), k), dtype=scores.dtype)
+        with _KERNEL_LOCK:
+            masked_top_k(scores, users.astype(np.int64), bundle.seen_indptr,
+                         bundle.seen_items, bundle.candidate_items(), k, best, best_scores)
+        return _as_ratings(bundle, best, best_scores)
+    # one product of two tables: scored a cache-sized tile at a time as the top k are kept
+    left, right = factors
+    buffers = {} if buffers is None else buffers
+    if buffers.get("right") is not right:  # the tiles, made once for every chunk
+        buffers["right"], buffers["tiles"] = right, item_tiles(right, TILE_ITEMS)
+    best_scores = np.empty((len(users), k), dtype=right.dtype)
+    block = max(1, min(TILE_USERS, -(-len(users) // (4 * numba_threads_now()))))
+    with _KERNEL_LOCK, one_blas_thread():
+        factor_top_k(left, buffers["tiles"], right.shape[0], users.astype(np.int64),
+                     bundle.seen_indptr, bundle.seen_items, bundle.candidate_items(), k,
+                     block, best, best_scores)
     return _as_ratings(bundle, best, best_scores)
 
 

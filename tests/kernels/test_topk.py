@@ -47,3 +47,37 @@ def test_short_lists_are_filled_with_minus_one():
     masked_top_k(scores, np.array([0]), indptr, items, allowed, 3, got_i, got_s)
     assert got_i.tolist() == [[0, -1, -1]]
     assert got_s[0, 0] == 3.0 and np.isneginf(got_s[0, 1:]).all()
+
+
+@pytest.mark.parametrize("width,block", [(16, 1), (64, 7), (1000, 64), (37, 50)])
+def test_the_tiled_product_picks_what_a_full_sort_of_the_product_does(width, block):
+    """Small integer factors make every score exact whatever the product's blocking, and give
+    many ties: each tiling of users and movies picks exactly the full sort's items."""
+    from embedrec.kernels.topk import factor_top_k, item_tiles
+
+    rng = np.random.default_rng(1)
+    n_users, n_items, k = 40, 300, 10
+    left = rng.integers(-2, 3, size=(n_users, 3)).astype(np.float32)
+    right = rng.integers(-2, 3, size=(n_items, 3)).astype(np.float32)
+    seen = [rng.choice(n_items, rng.integers(200, 300), replace=False) for _ in range(n_users)]
+    indptr = np.concatenate(([0], np.cumsum([len(s) for s in seen]))).astype(np.int64)
+    items = np.concatenate(seen).astype(np.int32)
+    allowed = rng.random(n_items) > 0.1
+    users = rng.permutation(n_users)[:33].astype(np.int64)
+    want_i, want_s = reference(left[users] @ right.T, users, indptr, items, allowed, k)
+    assert (want_i == -1).any()  # some users have fewer than k candidates
+    got_i, got_s = np.empty((len(users), k), np.int64), np.empty((len(users), k), np.float32)
+    factor_top_k(left, item_tiles(right, width), n_items, users, indptr, items, allowed, k,
+                 block, got_i, got_s)
+    np.testing.assert_array_equal(got_i, want_i)
+    np.testing.assert_array_equal(got_s, want_s)
+
+
+def test_item_tiles_hold_the_transpose_in_blocks():
+    from embedrec.kernels.topk import item_tiles
+
+    right = np.arange(10, dtype=np.float32).reshape(5, 2)
+    tiles = item_tiles(right, 2)
+    assert tiles.shape == (3, 2, 2) and tiles.flags.c_contiguous
+    np.testing.assert_array_equal(tiles[1], [[4, 6], [5, 7]])
+    np.testing.assert_array_equal(tiles[2], [[8, 0], [9, 0]])

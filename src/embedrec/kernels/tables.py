@@ -194,6 +194,11 @@ def one_blas_thread() -> Iterator[None]:
         yield
 
 
+def numba_threads_now() -> int:
+    """The number of threads numba's parallel loops run on now."""
+    return numba.get_num_threads()
+
+
 @contextmanager
 def numba_threads(n: int) -> Iterator[None]:
     """numba's thread count set to ``n`` (at most what it started with) for the block."""
