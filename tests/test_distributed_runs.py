@@ -107,6 +107,24 @@ def test_two_ranks_match_one_process_and_only_rank0_writes(runs):
     assert runs["two_stdout"].count("saved biased") == 1  # rank 0 alone reports
 
 
+def test_two_ranks_match_one_process_under_a_loss_averaged_over_positives(runs):
+    """The full softmax averages over a batch's positives, not its rows (users): each rank's
+    loss is weighted by its share of the step's positives, so two ranks train what one
+    process does, to float rounding."""
+    from embedrec.cli import main
+
+    root, env = runs["root"], runs["env"]
+    args = ["train", "--model", "dot", "--split", "random", "--epochs", "2", "--batch-size",
+            "16", "--seed", "4", "--loss", "full_softmax", "--implicit", "--data",
+            str(runs["data"])]
+    assert main(args + ["--out", str(root / "fs-one")]) == 0
+    two = _embedrec(args + ["--out", str(root / "fs-two"), "--nproc", "2"], env)
+    assert two.returncode == 0, two.stderr
+    one, two = _weights(root / "fs-one"), _weights(root / "fs-two")
+    for k in ("model.user_factors.weight", "model.item_factors.weight"):
+        assert float(np.abs(one[k] - two[k]).max()) < 1e-5, k
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -13,7 +13,9 @@ How a run is split between ranks (see ``docs/scaling.md``):
   same seeded permutation of the training rows each epoch and keeps its strided shard
   ``perm[rank::world]``, so step ``s`` of all ranks together covers exactly the rows of step
   ``s`` of one process at the same global batch. Each rank's loss is weighted by its share of
-  the step's rows, so DDP's average of the ranks' gradients is the one-process gradient.
+  the step's rows (or, for an objective that averages over other terms, ``terms``, such as
+  the full softmax's positives, its share of those), so DDP's average of the ranks' gradients
+  is the one-process gradient.
 - **Gradients.** ``sync="ddp"`` wraps the step in ``DistributedDataParallel``; the lazy
   engine's embedding tables have sparse gradients, which DDP all-reduces as sparse tensors
   (gloo gathers every rank's rows and values, table by table). ``sync="rows"`` instead
@@ -266,6 +268,15 @@ class EpochPlan:
         """``values`` summed over ranks (one all-reduce); alone, as given."""
         return all_sum(values)
 
+    def share(self, terms: int) -> float:
+        """The weight of a rank's loss when it is a mean over ``terms`` terms of its part of the
+        step (e.g. the positives of its users): its share of the step's terms times the world
+        (one all-reduce a step), so that the ranks' average gradient is the whole step's."""
+        if self.world == 1:
+            return 1.0
+        (total,) = self.sum([float(terms)])
+        return terms * self.world / total if total else 0.0
+
 
 def gather(value: Any) -> list:
     """Every rank's (picklable) ``value``, in rank order; alone, ``[value]``."""
@@ -413,6 +424,8 @@ class ShardSteps:
         for s in range(first, first + n_steps):
             idx, weight = self.plan.rows(perm, s)
             batch = self.rows.take(idx)
+            if hasattr(self.objective, "terms"):  # a mean over other terms than rows
+                weight = self.plan.share(self.objective.terms(batch) if weight else 0)
             if self.objective.sampler is not None:
                 batch["negatives"] = self.objective.sampler(batch, self.sampling)
             self.optimizer.zero_grad(set_to_none=True)

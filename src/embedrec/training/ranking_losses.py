@@ -244,6 +244,12 @@ class FullSoftmax(RankingObjective):
         catalogue = torch.arange(self.shape.n_items, device=users.device)
         return model.score_grid({"users": users}, catalogue)
 
+    @staticmethod
+    def terms(batch: dict) -> int:
+        """What the loss averages over: the batch's positives (distributed steps weight each
+        rank's loss by its share of them)."""
+        return len(batch["items"])
+
     def __call__(self, model, batch: dict) -> torch.Tensor:
         users, items = batch["users"], batch["items"]
         log_p = torch.log_softmax(self.scores(model, users), dim=1)
