@@ -148,3 +148,15 @@ def test_models_that_cannot_score_the_catalogue_at_once_are_refused():
     with pytest.raises(ConfigError, match="no compiled kernel for the full_softmax loss"):
         train_model(get("dot"), get("dot").config(), shape, data,
                     TrainConfig(epochs=1, loss="full_softmax", engine="kernel"), seed=0)
+
+
+def test_a_step_too_large_for_memory_is_refused_with_its_size():
+    data = ratings([(0, 0), (1, 1), (1, 0)])
+    config = TrainConfig(batch_size=8192, loss="full_softmax", implicit=True)
+    objective = make_objective("full_softmax", Shape(100_000, 60_000))
+    train, _ = objective.prepare(data, None, config)  # a step holds only the 3 users there are
+    assert len(train) == 3
+    many = ratings([(u, u % 7) for u in range(5000)])
+    with pytest.raises(ConfigError, match=r"--batch-size 8192 scores 5,000 users x 60,000 "
+                                          r"movies a step: 4.8 GB"):
+        objective.prepare(many, None, config)

@@ -222,6 +222,17 @@ class FullSoftmax(RankingObjective):
     name = "full_softmax"
     metrics = ("valid_full_softmax",)
     sampler = None
+    max_gb = 4.0  # a step's (users x movies) grids: scores, log-probabilities, their gradients
+
+    def prepare(self, train: Ratings, valid: Ratings | None, config):
+        users = min(config.batch_size, train.n_users)
+        need = 4 * 4.0 * users * self.shape.n_items
+        if need > self.max_gb * 1e9:
+            raise ConfigError(f"the {self.name} loss at --batch-size {config.batch_size} scores "
+                              f"{users:,} users x {self.shape.n_items:,} movies a step: "
+                              f"{need / 1e9:.1f} GB, more than {self.max_gb:g} GB; lower "
+                              "--batch-size (users per step)")
+        return super().prepare(train, valid, config)
 
     def __init__(self, shape: Shape):
         self.shape = shape
