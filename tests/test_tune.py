@@ -394,3 +394,37 @@ def test_tune_for_protocol_b_uses_its_split_and_relevance(ratings_csv, tmp_path)
     assert report["models"]["ials"]["objective"] == "1 - validation NDCG@10"
     assert main(["tune", "--data", str(ratings_csv), "--protocol", "c", "--out",
                  str(tmp_path / "c")]) == 1
+
+
+def test_a_setup_every_trial_fails_on_is_one_error_and_writes_no_best(data, tmp_path):
+    """mlp cannot train with the full softmax: each trial fails with that reason (logged, no
+    traceback) and the tuning ends with it, leaving no best.json to mislead a compare."""
+    from embedrec.errors import EmbedrecError
+
+    preset = PRESET.with_overrides(loss="full_softmax")
+    with pytest.raises(EmbedrecError, match="tuning mlp: every trial failed: the full_softmax "
+                                            "loss needs a model that scores"):
+        run_tuning(data, preset=preset, models=["mlp"], budget=Budget(trials=2), out=tmp_path)
+    assert not (tmp_path / "best.json").exists()
+
+
+def test_a_trial_that_fails_is_recorded_with_its_reason_and_the_others_go_on(data, tmp_path,
+                                                                            monkeypatch):
+    import embedrec.tune as tune
+    from embedrec.errors import TrainingError
+
+    real, calls = tune.fit_model, []
+
+    def fails_first(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise TrainingError("loss became nan at epoch 1")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(tune, "fit_model", fails_first)
+    report = run_tuning(data, preset=PRESET, models=["dot"], budget=Budget(trials=2),
+                        out=tmp_path)
+    trials = report["models"]["dot"]["trials"]
+    assert [t["state"] for t in trials] == ["FAIL", "COMPLETE"]
+    assert trials[0]["error"] == "loss became nan at epoch 1"
+    assert trials[1]["error"] is None and (tmp_path / "best.json").is_file()

@@ -57,7 +57,8 @@ def _optuna():
         import optuna
     except ImportError:  # pragma: no cover - optuna is a dependency
         raise EmbedrecError("tuning needs Optuna: pip install optuna") from None
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # errors only: a failed trial is logged here, in one line with its reason
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     return optuna
 
 
@@ -337,8 +338,13 @@ def tune_model(name: str, fold, preset: Preset, budget: Budget, out: Path, *, se
             if trial.should_prune():
                 raise optuna.TrialPruned()
 
-        fitted = fit_model(name, monitored, run, seed=seed, on_epoch=report)
-        return validation_value(fitted, fold, fallback, preset)
+        try:
+            fitted = fit_model(name, monitored, run, seed=seed, on_epoch=report)
+            return validation_value(fitted, fold, fallback, preset)
+        except EmbedrecError as exc:  # this trial's settings fail (e.g. a diverging lr)
+            trial.set_user_attr("error", str(exc))
+            log.warning("%s, trial %d failed: %s", name, trial.number, exc)
+            return math.nan  # optuna records a failed trial, without a traceback
 
     def count() -> int:
         return sum(t.state in finished for t in study.get_trials(deepcopy=False))
@@ -363,6 +369,10 @@ def tune_model(name: str, fold, preset: Preset, budget: Budget, out: Path, *, se
         study.optimize(objective, n_trials=remaining, timeout=budget.timeout,
                        callbacks=[callback], catch=(EmbedrecError,), gc_after_trial=False)
     seconds = time.perf_counter() - t0
+    trials = study.get_trials(deepcopy=False)
+    errors = [t.user_attrs["error"] for t in trials if "error" in t.user_attrs]
+    if trials and len(errors) == len(trials):  # the settings are not the problem: the setup is
+        raise EmbedrecError(f"tuning {name}: every trial failed: {errors[-1]}")
     result = summarise(study, name, seconds, keys)
     result.objective = objective_name(name, preset)
     return result
@@ -374,6 +384,7 @@ def summarise(study, name: str, seconds: float, keys: dict | None = None) -> Mod
     complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
     rows = [{"number": t.number, "state": t.state.name, "value": t.value,
              "params": t.params, "epochs": len(t.intermediate_values),
+             "error": t.user_attrs.get("error"),
              "seconds": (t.duration.total_seconds() if t.duration else None)} for t in trials]
     if not complete:
         return ModelTuning(name, None, {}, {}, rows, {}, seconds, 0,
