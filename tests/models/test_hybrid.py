@@ -305,3 +305,31 @@ def test_compare_cli_runs_an_ablation_and_says_which_inputs_are_off(tmp_path, ca
     assert f"| {summary['hybrid_mf -genres']['rmse']:.4f} ± 0.0000 | {delta:+.4f} |" in genres_off
     page = (out / "report.html").read_text()
     assert "<h2>Ablation</h2>" in page and "hybrid_mf +implicit</th>" in page
+
+
+def test_the_mf_head_scores_a_grid_as_each_pair_and_trains_with_the_full_softmax(data):
+    """hybrid_mf with every input scores (rows x movies) in one product, each cell its own
+    forward's (a row's time when the batch has it, else the latest); trained with the full
+    softmax it keeps genres, year, time and history (no input switched off)."""
+    from embedrec.training import TrainConfig
+    from embedrec.training.trainer import train_model
+
+    fold = fold_of(data)
+    spec = get("hybrid_mf")
+    config = PRESET.model_config(spec)
+    shape = Shape(data.n_users, data.n_items, data.scale)
+    model, history = train_model(spec, config, shape, fold.train,
+                                 TrainConfig(epochs=3, batch_size=8, lr=0.01,
+                                             loss="full_softmax", implicit=True), seed=0)
+    assert history.notes == [] and history.engine == "torch"
+    nn_head = get("hybrid_nn")
+    assert model.broadcasts and not nn_head.build(nn_head.config(), shape).broadcasts
+    rows = RowTensors(fold.test, uses=spec.capabilities.uses, reference=fold.train).all()
+    items = torch.tensor([0, 3, 5, 5, data.item_map.index(900)])  # a repeat; a cold movie
+    model.eval()
+    with torch.no_grad():
+        for batch in (rows, {"users": rows["users"]}):  # at each row's time; at the latest
+            grid = model.score_grid(batch, items)
+            for c, j in enumerate(items.tolist()):
+                flat = dict(batch) | {"items": torch.full_like(batch["users"], j)}
+                torch.testing.assert_close(grid[:, c], model(flat), rtol=1e-5, atol=1e-5)

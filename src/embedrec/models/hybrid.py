@@ -317,6 +317,23 @@ def module_class():
                 x = self.dropout(torch.relu(layer(x)))
             return self.layers[-1](x)[:, 0] + bias
 
+        @property
+        def broadcasts(self) -> bool:
+            """The MF head scores a grid in one product; the network's head does not."""
+            return self.head_kind == "mf"
+
+        def score_grid(self, batch, items):
+            """Every row of ``batch`` against every one of ``items`` (the MF head): a user's
+            side from the row (its time, when the batch has it, else the latest), one product
+            with the movies' sides."""
+            users = batch["users"]
+            u, bu = self.user_side(users, self.rows(self.user_tables, users), batch)
+            v, bi = self.item_side(items, self.rows(self.item_tables, items))
+            if self.user_map is not None:
+                u = self.user_map(u)
+            logits = u @ v.T + bu[:, None] + bi[None, :] + self.offset
+            return self.rating_link(logits, self.low, self.high)
+
         def forward(self, batch):
             users, items = batch["users"], batch["items"]
             user_rows = self.rows(self.user_tables, users)

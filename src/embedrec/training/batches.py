@@ -117,19 +117,21 @@ class UserRows:
     """Users as the unit of training, for losses over a user's whole row of the catalogue
     (``ranking_losses.FullSoftmax``): ``take(idx)`` gives a batch of users (``users``) and,
     flat, the items each one interacted with (``items``) and where each user's list starts
-    (``offsets``). Only users with at least one row take part; ``len`` counts them."""
+    (``offsets``). Only users with at least one row take part; ``len`` counts them. The
+    look-up tables a model keeps (``lookups``: counts, and the features and histories it
+    ``uses``) are ``RowTensors``' own."""
 
-    def __init__(self, data: Ratings, *, device: torch.device | str = "cpu"):
+    def __init__(self, data: Ratings, *, uses: frozenset[str] = frozenset(),
+                 device: torch.device | str = "cpu"):
         order = np.argsort(data.users, kind="stable")
         counts = np.bincount(data.users, minlength=data.n_users)
         indptr = np.concatenate(([0], np.cumsum(counts)))
         to_tensor = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.int64)).to(device)  # noqa: E731
         self.user_ids = to_tensor(np.flatnonzero(counts))
         self.indptr, self.items = to_tensor(indptr), to_tensor(data.items[order])
-        self.lookups = {"item_counts": to_tensor(np.bincount(data.items, minlength=data.n_items)),
-                        "user_counts": to_tensor(counts)}
+        rows = RowTensors(data, uses=uses, device=device)
+        self.lookups, self.missing = rows.lookups, rows.missing
         self.columns = {"users": self.user_ids}
-        self.missing = ()
         self.n = len(self.user_ids)
 
     def __len__(self) -> int:

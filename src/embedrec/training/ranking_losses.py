@@ -15,7 +15,8 @@ feedback). Its scores rank; they are not ratings (``embedrec.models.outputs``).
   model. Its batches are users (``batch_size`` of them, each with all of its positives), so a
   user's scores over the catalogue are computed once per epoch, whatever its number of
   positives; it trains models that score a user against every movie in one product
-  (``broadcasts``) from ids alone.
+  (``broadcasts``: dot, biased, hybrid_mf), from ids and what the model keeps of the training
+  rows (genres, release years, histories, the latest rating time).
 """
 
 from __future__ import annotations
@@ -242,9 +243,10 @@ class FullSoftmax(RankingObjective):
              device) -> UserRows:
         """The trainer's rows for this loss: users, each with its positives."""
         if needs:
-            raise ConfigError(f"the {self.name} loss trains models that score from user and "
-                              f"movie ids alone; this one needs {', '.join(sorted(needs))}")
-        self._train = UserRows(train, device=device)
+            raise ConfigError(f"the {self.name} loss trains models that score a user from "
+                              f"what they keep; this one needs {', '.join(sorted(needs))} "
+                              "with every row")
+        self._train = UserRows(train, uses=uses, device=device)
         return self._train
 
     def scores(self, model, users: torch.Tensor) -> torch.Tensor:
