@@ -8,7 +8,8 @@ For each protocol P (each step an ordinary `embedrec` command, printed before it
 1. `embedrec tune --models ease,ials,knn --protocol P --trials N --timeout S
    --out benchmarks/out/protocols/tune-P`;
 2. for each ranking loss L in --losses (softmax, full_softmax, bpr): `embedrec tune --models
-   dot,biased --loss L --protocol P ... --out .../tune-P-L` (full_softmax with `--epochs 300`:
+   dot,biased --loss L --protocol P ... --out .../tune-P-L` (full_softmax also tunes
+   hybrid_mf; `--models` picks the models of these runs) (full_softmax with `--epochs 300`:
    its epoch is one pass over the users, 10 steps at batch 64, where the other losses' epoch is
    a pass over the ratings; early stopping still ends it);
 3. `embedrec compare --tuned .../tune-P --models pop,bias,ease,ials,knn --protocol P --seeds 3`,
@@ -37,6 +38,9 @@ OUT = HERE / "out" / "protocols"
 RESULTS = HERE / "results"
 # a loss whose epoch is far shorter than a pass over the ratings gets a higher cap on epochs
 EPOCHS = {"full_softmax": 300}
+# the models each ranking loss trains (the full softmax also trains hybrid_mf, whose MF head
+# scores the catalogue in one product)
+LOSS_MODELS = {"full_softmax": "dot,biased,hybrid_mf"}
 METRICS = ("ndcg_at_k", "recall_at_k", "map_at_k", "hit_rate_at_k", "coverage_at_k",
            "popularity_at_k", "long_tail_at_k", "rmse")
 
@@ -60,6 +64,9 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=300)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--losses", default="softmax,full_softmax,bpr")
+    parser.add_argument("--models", default=None,
+                        help="the models the --losses runs tune and compare (default: dot,biased, "
+                             "and hybrid_mf for full_softmax)")
     parser.add_argument("--only-losses", action="store_true",
                         help="re-run only the --losses runs (no baselines, no mse models) and "
                              "replace their rows in the existing results file")
@@ -77,8 +84,10 @@ def main() -> None:
         table: dict[str, dict] = dict(result["protocols"].get(protocol, {}))
         runs = [] if args.only_losses else [
             ("baselines", "ease,ials,knn", None, "pop,bias,ease,ials,knn")]
-        runs += [(f"{loss}", "dot,biased", loss, "dot,biased")
-                 for loss in args.losses.split(",") if loss]
+        for loss in filter(None, args.losses.split(",")):
+            models = args.models or LOSS_MODELS.get(loss, "dot,biased")
+            runs.append((loss if not args.models else f"{loss}-{models.replace(',', '-')}",
+                         models, loss, models))
         for label, tuned, loss, compared in runs:
             tune_dir = OUT / f"tune-{protocol}-{label}"
             cmp_dir = OUT / f"compare-{protocol}-{label}"
