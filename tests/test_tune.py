@@ -408,6 +408,21 @@ def test_a_setup_every_trial_fails_on_is_one_error_and_writes_no_best(data, tmp_
     assert not (tmp_path / "best.json").exists()
 
 
+def test_a_model_that_fails_everywhere_does_not_lose_the_others_results(data, tmp_path):
+    from embedrec.errors import EmbedrecError
+
+    preset = PRESET.with_overrides(loss="full_softmax", epochs=2)
+    with pytest.raises(EmbedrecError, match=r"tuning mlp: every trial failed: .*\(the other "
+                                            r"models' results are in"):
+        run_tuning(data, preset=preset, models=["dot", "mlp"], budget=Budget(trials=2),
+                   out=tmp_path)
+    report = json.loads((tmp_path / "tuning.json").read_text())
+    assert report["models"]["dot"]["n_complete"] == 2 and report["models"]["dot"]["error"] is None
+    assert report["models"]["mlp"]["error"].startswith("every trial failed")
+    best = load_preset_file(tmp_path / "best.json")
+    assert "dot" in best.models and "mlp" not in best.models
+
+
 def test_a_trial_that_fails_is_recorded_with_its_reason_and_the_others_go_on(data, tmp_path,
                                                                             monkeypatch):
     import embedrec.tune as tune

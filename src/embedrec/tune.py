@@ -237,6 +237,7 @@ class ModelTuning:
     n_pruned: int
     settings_keys: dict = field(default_factory=dict)  # param -> "model" | "train"
     objective: str = "validation MSE"  # what best_value measures (lower is better)
+    error: str | None = None  # why every trial failed, when they all did
 
 
 def tuning_fold(data: Ratings, preset: Preset, seed: int):
@@ -369,12 +370,11 @@ def tune_model(name: str, fold, preset: Preset, budget: Budget, out: Path, *, se
         study.optimize(objective, n_trials=remaining, timeout=budget.timeout,
                        callbacks=[callback], catch=(EmbedrecError,), gc_after_trial=False)
     seconds = time.perf_counter() - t0
-    trials = study.get_trials(deepcopy=False)
-    errors = [t.user_attrs["error"] for t in trials if "error" in t.user_attrs]
-    if trials and len(errors) == len(trials):  # the settings are not the problem: the setup is
-        raise EmbedrecError(f"tuning {name}: every trial failed: {errors[-1]}")
     result = summarise(study, name, seconds, keys)
     result.objective = objective_name(name, preset)
+    errors = [t["error"] for t in result.trials if t["error"]]
+    if result.trials and len(errors) == len(result.trials):
+        result.error = f"every trial failed: {errors[-1]}"
     return result
 
 
@@ -440,8 +440,10 @@ def run_tuning(data: Ratings, *, preset: Preset, models: list[str], budget: Budg
         overrides = dict(space.get("*", {})) | dict(space.get(name, {}))
         results.append(tune_model(name, fold, preset, budget, out, seed=seed,
                                   overrides=overrides, progress=progress, on_trial=on_trial))
-    chosen = best_preset(preset, results)
-    atomic_write(out / "best.json", json.dumps(chosen.to_dict(), indent=1))
+    failed = [r for r in results if r.error]
+    if len(failed) < len(results):  # a best.json only with something tuned in it
+        chosen = best_preset(preset, results)
+        atomic_write(out / "best.json", json.dumps(chosen.to_dict(), indent=1))
     report = {
         "dataset": data.name, "dataset_md5": data.source.get("md5"),
         "protocol": protocol, "split": preset.split.kind, "split_seed": preset.split.seed,
@@ -460,4 +462,8 @@ def run_tuning(data: Ratings, *, preset: Preset, models: list[str], budget: Budg
         "versions": versions(),
     }
     atomic_write(out / "tuning.json", json.dumps(report, indent=1, default=str))
+    if failed:  # after the others' results are written: the setup, not the settings, failed
+        raise EmbedrecError("; ".join(f"tuning {r.model}: {r.error}" for r in failed)
+                            + (f" (the other models' results are in {out})"
+                               if len(failed) < len(results) else ""))
     return report

@@ -160,3 +160,16 @@ def test_a_step_too_large_for_memory_is_refused_with_its_size():
     with pytest.raises(ConfigError, match=r"--batch-size 8192 scores 5,000 users x 60,000 "
                                           r"movies a step: 4.8 GB"):
         objective.prepare(many, None, config)
+
+
+def test_a_validation_row_that_is_also_a_training_positive_keeps_its_own_place():
+    """Unresolved duplicates can put a (user, movie) in both parts: the row is scored among
+    itself and the unmasked movies, never against an empty or masked normaliser."""
+    train = ratings([(0, 0), (0, 2), (1, 0), (1, 1), (1, 2)])
+    objective = make_objective("full_softmax", Shape(2, 3))
+    objective.rows(train, needs=frozenset(), uses=frozenset(), device="cpu")
+    valid = {"users": torch.tensor([0, 1]), "items": torch.tensor([2, 1])}
+    got = objective.validate(Grid(TABLE), valid)["valid_full_softmax"]
+    # user 0: movie 2 among {1, 2}; user 1 trained on every movie: movie 1 alone, probability 1
+    want = -(log_softmax(TABLE[0], 2, masked={0}) + 0.0) / 2
+    assert math.isfinite(got) and got == pytest.approx(want, rel=1e-6)

@@ -272,24 +272,32 @@ class FullSoftmax(RankingObjective):
 
     @torch.no_grad()
     def validate(self, model, batch: dict) -> dict[str, float]:
-        """Mean -log probability of each validation positive among the movies its user did not
-        train on (the training positives are masked, as in ranking)."""
+        """Mean -log probability of each validation positive among itself and the movies its
+        user has no training positive for (the training positives are masked, as a user's
+        rated movies are when ranking; a row whose movie is also a training positive, as
+        unresolved duplicates can make, keeps its own)."""
         was_training = model.training
         model.eval()
         try:
             users, inverse = torch.unique(batch["users"], return_inverse=True)
+            order = torch.argsort(inverse)  # the rows of each chunk of users: one slice
+            bounds = torch.searchsorted(inverse[order], torch.arange(
+                0, len(users) + 256, 256, device=inverse.device))
             total = 0.0
-            for start in range(0, len(users), 256):
+            for c, start in enumerate(range(0, len(users), 256)):
                 part = users[start:start + 256]
                 logits = self.scores(model, part).float()
+                rows = order[bounds[c]:bounds[c + 1]]
+                local, items = inverse[rows] - start, batch["items"][rows]
+                positive = logits[local, items]
                 seen, offsets = csr_rows(self._train.indptr, self._train.items, part)
                 lengths = torch.diff(offsets, append=offsets.new_tensor([len(seen)]))
                 row = torch.repeat_interleave(torch.arange(len(part), device=part.device), lengths)
                 logits[row, seen] = -torch.inf
-                log_z = torch.logsumexp(logits, dim=1)
-                mine = (inverse >= start) & (inverse < start + len(part))
-                local = inverse[mine] - start
-                total += float((log_z[local] - logits[local, batch["items"][mine]]).sum())
+                log_z = torch.logsumexp(logits, dim=1)[local]
+                masked = torch.isneginf(logits[local, items])
+                log_z = torch.where(masked, torch.logaddexp(log_z, positive), log_z)
+                total += float((log_z - positive).sum())
             return {"valid_full_softmax": total / len(batch["users"])}
         finally:
             model.train(was_training)
