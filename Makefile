@@ -43,6 +43,7 @@ bench: $(BIN)/.installed
 	$(BIN)/python benchmarks/distributed.py
 	$(BIN)/python benchmarks/tune.py
 	$(BIN)/python benchmarks/ranking.py
+	$(BIN)/python benchmarks/topn.py
 
 clean:
 	rm -rf $(VENV) results .pytest_cache
