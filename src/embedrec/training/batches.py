@@ -113,6 +113,12 @@ def csr_rows(indptr: torch.Tensor, items: torch.Tensor,
     return items[source], offsets
 
 
+def entry_rows(offsets: torch.Tensor, total: int) -> torch.Tensor:
+    """For a flat list of ``total`` entries whose rows start at ``offsets``: each entry's row."""
+    lengths = torch.diff(offsets, append=offsets.new_tensor([total]))
+    return torch.repeat_interleave(torch.arange(len(offsets), device=offsets.device), lengths)
+
+
 class UserRows:
     """Users as the unit of training, for losses over a user's whole row of the catalogue
     (``ranking_losses.FullSoftmax``): ``take(idx)`` gives a batch of users (``users``) and,
@@ -129,8 +135,9 @@ class UserRows:
         to_tensor = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.int64)).to(device)  # noqa: E731
         self.user_ids = to_tensor(np.flatnonzero(counts))
         self.indptr, self.items = to_tensor(indptr), to_tensor(data.items[order])
-        rows = RowTensors(data, uses=uses, device=device)
-        self.lookups, self.missing = rows.lookups, rows.missing
+        # the look-up tables alone (taken from ``data`` as the reference): no row columns
+        tables = RowTensors(data.take(np.arange(0)), uses=uses, reference=data, device=device)
+        self.lookups, self.missing = tables.lookups, tables.missing
         self.columns = {"users": self.user_ids}
         self.n = len(self.user_ids)
 

@@ -29,7 +29,7 @@ from embedrec.data.dataset import Ratings
 from embedrec.errors import ConfigError, TrainingError
 from embedrec.models.base import predict_batches
 from embedrec.models.spec import Shape
-from embedrec.training.batches import UserRows, csr_rows
+from embedrec.training.batches import UserRows, csr_rows, entry_rows
 
 POPULARITY_POWER = 0.75
 
@@ -266,9 +266,7 @@ class FullSoftmax(RankingObjective):
     def __call__(self, model, batch: dict) -> torch.Tensor:
         users, items = batch["users"], batch["items"]
         log_p = torch.log_softmax(self.scores(model, users), dim=1)
-        lengths = torch.diff(batch["offsets"], append=batch["offsets"].new_tensor([len(items)]))
-        row = torch.repeat_interleave(torch.arange(len(users), device=users.device), lengths)
-        return -log_p[row, items].mean()
+        return -log_p[entry_rows(batch["offsets"], len(items)), items].mean()
 
     @torch.no_grad()
     def validate(self, model, batch: dict) -> dict[str, float]:
@@ -291,9 +289,7 @@ class FullSoftmax(RankingObjective):
                 local, items = inverse[rows] - start, batch["items"][rows]
                 positive = logits[local, items]
                 seen, offsets = csr_rows(self._train.indptr, self._train.items, part)
-                lengths = torch.diff(offsets, append=offsets.new_tensor([len(seen)]))
-                row = torch.repeat_interleave(torch.arange(len(part), device=part.device), lengths)
-                logits[row, seen] = -torch.inf
+                logits[entry_rows(offsets, len(seen)), seen] = -torch.inf
                 log_z = torch.logsumexp(logits, dim=1)[local]
                 masked = torch.isneginf(logits[local, items])
                 log_z = torch.where(masked, torch.logaddexp(log_z, positive), log_z)
