@@ -47,3 +47,37 @@ def test_cg_rows_do_not_depend_on_the_thread_count():
     # a row with no interactions solves (G + reg I) x = 0 from its start: it shrinks towards 0
     empty = np.flatnonzero(counts == 0)
     assert np.all(np.linalg.norm(many[empty], axis=1) < np.linalg.norm(current[empty], axis=1))
+
+
+def _row_cg(fixed, x, ids, gram, reg, alpha, steps):
+    """One row's CG on the matrix it stands for, formed in full (the definition)."""
+    y = fixed[ids].astype(np.float64)
+    a = gram + alpha * y.T @ y + reg * np.eye(len(x))
+    b = (1.0 + alpha) * y.sum(0)
+    x = x.astype(np.float64)
+    r = b - a @ x
+    p, rs = r.copy(), r @ r
+    for _ in range(steps):
+        ap = a @ p
+        step = rs / (p @ ap) if p @ ap > 1e-20 else 0.0
+        x, r = x + step * p, r - step * ap
+        p, rs = r + (r @ r / rs if rs > 1e-20 else 0.0) * p, r @ r
+    return x
+
+
+def test_cg_rows_solved_together_match_each_row_alone():
+    rng = np.random.default_rng(4)
+    fixed = rng.normal(size=(30, 6)).astype(np.float32)
+    counts = rng.integers(0, 7, size=11)
+    indptr = np.concatenate([[0], np.cumsum(counts)])
+    cols = rng.integers(0, 30, size=indptr[-1])
+    current = rng.normal(size=(11, 6)).astype(np.float32)
+    gram = fixed.T.astype(np.float64) @ fixed
+    regs = rng.uniform(0.1, 2.0, size=11)
+    whole = cg_side(fixed, current, indptr, cols, gram, regs, 2.0, 3)
+    expected = np.stack([_row_cg(fixed, current[r], cols[indptr[r]:indptr[r + 1]], gram,
+                                 regs[r], 2.0, 3) for r in range(11)])
+    np.testing.assert_allclose(whole, expected, rtol=1e-5, atol=1e-6)
+    for chunk in (1, 4):  # Gram products of 1 row, or of 4, 4 and 3 rows: the same rows
+        np.testing.assert_allclose(cg_side(fixed, current, indptr, cols, gram, regs, 2.0, 3,
+                                           chunk=chunk), whole, rtol=1e-6, atol=1e-7)
