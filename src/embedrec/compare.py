@@ -18,7 +18,7 @@ from embedrec.data.dataset import Ratings
 from embedrec.data.explore import data_profile
 from embedrec.io import RESULTS_MARKER, atomic_write_text, check_results_out
 from embedrec.evaluation.analysis import error_breakdown, learned_items
-from embedrec.experiment import fit_fallback, make_fold, run_one, splits
+from embedrec.experiment import fit_fallback, learning_fold, make_fold, run_one, splits
 from embedrec.errors import ConfigError
 from embedrec.models.registry import check_model_names, names
 from embedrec.models.registry import get as get_spec
@@ -126,7 +126,8 @@ def run_comparison(
         for seed in range(first_seed, first_seed + seeds):
             fold = make_fold(data, sp.train, sp.test, valid_fraction=preset.split.valid_fraction,
                              seed=seed, number=number, kind=kind)
-            fallback = fit_fallback(fold, preset)
+            learned = learning_fold(fold, preset)  # the rows the final models learn from
+            fallback = fit_fallback(learned, preset)
             for run in runs:
                 name = run.label
                 log.info("training %s, seed %d, fold %d of %d", name, seed, number, len(folds))
@@ -140,13 +141,13 @@ def run_comparison(
                 add_run(predictions, model=name, fold=number, seed=seed, test=fold.test,
                         pred=pred, ndcg_users=ndcg_users, ndcg=ndcg)
                 if pred is not None:
-                    analysis["errors"][key] = error_breakdown(fold.train, fold.test, pred)
+                    analysis["errors"][key] = error_breakdown(learned.train, fold.test, pred)
                 if seed == first_seed and number == 1:
-                    analysis["learned"][name] = learned_items(bundle, fold.train)
+                    analysis["learned"][name] = learned_items(bundle, learned.train)
                 history = fitted.history
                 records.append({
                     "model": name, "spec": run.model, "settings": run.settings,
-                    "seed": seed, "fold": number, "n_train": len(fold.train),
+                    "seed": seed, "fold": number, "n_train": len(learned.train),
                     "n_valid": 0 if fold.valid is None else len(fold.valid),
                 } | rec | {
                     "n_params": fitted.n_params, "train_seconds": fitted.seconds,

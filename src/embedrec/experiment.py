@@ -132,11 +132,53 @@ def bundle_of(fitted: Fitted, fold: Fold, fallback: BiasBaseline,
                                      config=fitted.config, seen=fold.seen, manifest=manifest)
 
 
+def refits(fold: Fold, preset: Preset) -> bool:
+    """Whether the models of this fold learn from its whole training part (``--refit``)."""
+    return preset.split.refit and fold.valid is not None
+
+
+def learning_fold(fold: Fold, preset: Preset) -> Fold:
+    """The fold whose training rows the final models learn from: the whole training part
+    (validation rows included) under ``--refit``, else ``fold``. Its ``train`` is what the
+    fallback fits on and what decides which test rows are cold."""
+    if not refits(fold, preset):
+        return fold
+    return Fold(number=fold.number, train=fold.seen, valid=None, seen=fold.seen, test=fold.test)
+
+
+def refit_model(name: str, fold: Fold, preset: Preset, *, seed: int,
+                progress: StepProgress | None = None, checkpoints=None) -> Fitted:
+    """``name`` learning from the whole training part of ``fold``. A model fitted in closed
+    form has no use for validation rows and fits on every training row. A torch model first
+    trains as usual (validation rows stop it and pick its best epoch), then trains again from
+    its seed on every training row for that many epochs; its history is the first run's."""
+    whole = learning_fold(fold, preset)
+    if get_spec(name).capabilities.trained_by != "torch":
+        return fit_model(name, whole, preset, seed=seed, progress=progress)
+    first = fit_model(name, fold, preset, seed=seed, progress=progress, checkpoints=checkpoints)
+    epochs = first.history.best_epoch or len(first.history.epochs)
+    own = dict(preset.train_by_model.get(name) or {}) | {"epochs": epochs, "patience": None}
+    again = dataclasses.replace(preset, train_by_model=preset.train_by_model | {name: own})
+    second = fit_model(name, whole, again, seed=seed, progress=progress)
+    history = first.history
+    history.notes.append(f"refit: trained again on all {len(whole.train):,} training rows "
+                         f"for {epochs} epoch(s), the best on validation")
+    return dataclasses.replace(second, history=history, seconds=first.seconds + second.seconds)
+
+
 def run_one(name: str, fold: Fold, preset: Preset, *, seed: int, fallback: BiasBaseline,
             progress: StepProgress | None = None, checkpoints=None
             ) -> tuple[Fitted, ModelBundle, dict, np.ndarray | None]:
-    """Fit, bundle, and (when the fold has test rows) score one model."""
-    fitted = fit_model(name, fold, preset, seed=seed, progress=progress, checkpoints=checkpoints)
+    """Fit (under ``--refit``, on the whole training part: ``refit_model``), bundle, and (when
+    the fold has test rows) score one model. ``fallback`` is fitted on
+    ``learning_fold(fold, preset).train``."""
+    if refits(fold, preset):
+        fitted = refit_model(name, fold, preset, seed=seed, progress=progress,
+                             checkpoints=checkpoints)
+        fold = learning_fold(fold, preset)
+    else:
+        fitted = fit_model(name, fold, preset, seed=seed, progress=progress,
+                           checkpoints=checkpoints)
     bundle = bundle_of(fitted, fold, fallback)
     metrics, pred = ({}, None) if fold.test is None else score_bundle(
         bundle, fold.test, preset.evaluation, device=topn_device(preset.train.device))
@@ -161,13 +203,14 @@ def train_bundle(data: Ratings, name: str, preset: Preset, *, seed: int = 0,
         rows, test_rows = sp.train, sp.test
     fold = make_fold(data, rows, test_rows, valid_fraction=preset.split.valid_fraction, seed=seed,
                      kind=split or "random")
-    fallback = fit_fallback(fold, preset)
+    fallback = fit_fallback(learning_fold(fold, preset), preset)
     if checkpoints is not None:
         checkpoints.bind(dataset=data.name, dataset_md5=data.source.get("md5"),
                          n_ratings=len(data), split=split)
     fitted, bundle, metrics, _ = run_one(name, fold, preset, seed=seed, fallback=fallback,
                                          progress=progress, checkpoints=checkpoints)
-    _describe(bundle, data, fold, fitted, preset, seed=seed, split=split, metrics=metrics)
+    _describe(bundle, data, learning_fold(fold, preset), fitted, preset, seed=seed, split=split,
+              metrics=metrics)
     return bundle
 
 
@@ -182,6 +225,9 @@ def _train_shard(data: Ratings, name: str, preset: Preset, *, seed: int, split: 
 
     if split is not None:
         raise ConfigError("--split needs every row in one process; a Parquet folder read by "
+                          "rank trains on all its rows")
+    if preset.split.refit:
+        raise ConfigError("--refit needs every row in one process; a Parquet folder read by "
                           "rank trains on all its rows")
     fold = make_fold(data, np.arange(len(data)), None,
                      valid_fraction=preset.split.valid_fraction, seed=seed)

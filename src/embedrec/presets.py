@@ -22,6 +22,9 @@ class SplitConfig:
     test_fraction: float = 0.1
     seed: int = 42  # the reference's random_state
     valid_fraction: float = 0.0  # share of the training rows held out for validation
+    # after validation, every model learns from the whole training part (validation rows
+    # included): fitted ones fit on it, torch ones train again for the epochs that were best
+    refit: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in SPLITS:
@@ -30,6 +33,8 @@ class SplitConfig:
             raise ConfigError(f"test fraction must be in (0, 1), got {self.test_fraction}")
         if not 0 <= self.valid_fraction < 1:
             raise ConfigError(f"validation fraction must be in [0, 1), got {self.valid_fraction}")
+        if not isinstance(self.refit, bool):
+            raise ConfigError(f"refit must be true or false, got {self.refit!r}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -48,6 +53,7 @@ class EvalConfig:
 # old flat names -> (part, field)
 _ALIASES = {"split": ("split", "kind"), "split_seed": ("split", "seed"),
             "test_fraction": ("split", "test_fraction"), "valid_fraction": ("split", "valid_fraction"),
+            "refit": ("split", "refit"),
             "top_k": ("evaluation", "top_k"), "relevance_threshold": ("evaluation", "relevance_threshold"),
             "fallback_damping": ("evaluation", "fallback_damping"),
             "bias_damping": ("evaluation", "fallback_damping")}
@@ -82,7 +88,8 @@ class Preset:
         """A copy with settings replaced (``None`` values are ignored).
 
         Training fields (epochs, batch_size, lr, l2, engine, device, ...) go to ``train``;
-        ``split``, ``split_seed``, ``test_fraction``, ``valid_fraction`` to the split;
+        ``split``, ``split_seed``, ``test_fraction``, ``valid_fraction``, ``refit`` to the
+        split;
         ``top_k``, ``relevance_threshold``, ``fallback_damping`` to the evaluation;
         ``n_factors`` to every model.
         """

@@ -50,7 +50,8 @@ def print_summary(comparison) -> None:
     out.print(f"test rows {first['n_test']:,}, cold rows {first['n_cold']:,} "
               f"(users {first['n_cold_users']:,}, movies {first['n_cold_items']:,}) predicted by the "
               f"bias baseline unless the model scores new movies from their features; training "
-              f"rows {first['n_train']:,}, validation rows {first['n_valid']:,}; "
+              f"rows {first['n_train']:,}, validation rows {first['n_valid']:,}"
+              f"{' (among them: --refit)' if settings['preset']['split'].get('refit') else ''}; "
               f"{first['n_users_ranked']:,} users ranked over the catalogue minus their training "
               f"items")
     for model, notes in input_notes(comparison.records).items():
@@ -98,6 +99,10 @@ def compare(
     lr: Annotated[Optional[float], typer.Option(help="Adam learning rate.")] = None,
     l2: Annotated[Optional[float], typer.Option(help="L2 coefficient on embedding tables.")] = None,
     valid_fraction: Annotated[Optional[float], typer.Option(help="Validation share of train.")] = None,
+    refit: Annotated[bool, typer.Option(
+        "--refit", help="After validation, every model learns from the whole training part: "
+                        "fitted models fit on it, torch models train again on it for their best "
+                        "epoch count.")] = False,
     k: Annotated[Optional[int], typer.Option("-k", "--k", min=1, help="Top-N list length (10).")] = None,
     relevant: Annotated[Optional[float], typer.Option(
         help="A test rating at least this is relevant (4.0).")] = None,
@@ -144,7 +149,7 @@ def compare(
     chosen = choose_preset(preset, preset_file).with_overrides(
         epochs=epochs, batch_size=batch_size, engine=engine, updates=updates, lr=lr, l2=l2,
         valid_fraction=valid_fraction, top_k=k, relevance_threshold=relevant, device=device,
-        loss=loss, relevant=relevant, implicit=implicit or None)
+        loss=loss, relevant=relevant, implicit=implicit or None, refit=refit or None)
     chosen = chosen.with_model_settings(parse_settings(settings))
     from embedrec.training import distributed
 

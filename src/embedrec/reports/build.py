@@ -226,7 +226,8 @@ def build_report(folder: str | Path) -> Path:
              f"{settings['preset']['name']}")
     first = res["results"][0]
     facts = (f"{first['n_test']:,} test rows ({first['n_cold']:,} cold, predicted by the bias "
-             f"baseline), {first['n_train']:,} training rows, {first['n_valid']:,} validation rows; "
+             f"baseline), {first['n_train']:,} training rows, {first['n_valid']:,} validation rows"
+             f"{' (among them: refit)' if settings['preset'].get('split', {}).get('refit') else ''}; "
              f"top-{k} lists scored for {first.get('n_users_ranked', 0):,} users (relevant = "
              f"rating ≥ {settings.get('relevance_threshold', 4.0):g}).")
     meta = [("dataset", f"{settings['dataset']} ({settings['n_ratings']:,} ratings, "
