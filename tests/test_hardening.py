@@ -131,6 +131,16 @@ def test_write_results_itself_refuses_a_foreign_folder(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["notes.md"]
 
 
+def _protocols_folder(path, names, foreign=None, settings='{"embedrec_results": "0.1.0"}'):
+    path.mkdir()
+    (path / "verdict.json").write_text("{}")
+    for name in names:
+        (path / f"protocol-{name}").mkdir()
+        (path / f"protocol-{name}" / "settings.json").write_text(settings)
+    if foreign:
+        (path / foreign).write_text("mine")
+
+
 @pytest.mark.parametrize("setup, ok", [
     (lambda p: None, True),  # absent
     (lambda p: p.mkdir(), True),  # empty
@@ -140,6 +150,11 @@ def test_write_results_itself_refuses_a_foreign_folder(tmp_path):
     (lambda p: (p.mkdir(), (p / "settings.json").write_text('{"theme": "dark"}')), False),
     (lambda p: (p.mkdir(), (p / "settings.json").write_text("[" * 10_000)), False),
     (lambda p: p.write_text("a file"), False),
+    # an earlier compare --protocol folder: verdict.json beside protocol-<name>/ results
+    (lambda p: _protocols_folder(p, ["a", "b"]), True),
+    (lambda p: _protocols_folder(p, ["b"], foreign="notes.md"), False),
+    (lambda p: _protocols_folder(p, ["b"], settings='{"theme": "dark"}'), False),
+    (lambda p: (_protocols_folder(p, ["b"]), (p / "verdict.json").unlink()), False),
 ])
 def test_check_results_out(tmp_path, setup, ok):
     target = tmp_path / "out"

@@ -173,20 +173,35 @@ def is_results_settings(settings) -> bool:
             and "preset" in settings))
 
 
+def holds_results(path: Path) -> bool:
+    """Whether ``path/settings.json`` is an embedrec results folder's settings."""
+    if not (path / "settings.json").is_file():
+        return False
+    try:
+        return is_results_settings(read_json_limited(path / "settings.json"))
+    except EmbedrecError:
+        return False
+
+
+def _holds_protocols(path: Path) -> bool:
+    """Whether ``path`` is an earlier ``compare --protocol`` folder: a verdict.json beside
+    protocol-<name>/ results folders, and nothing else."""
+    entries = list(path.iterdir())
+    folders = [e for e in entries if e.name.startswith("protocol-") and e.is_dir()]
+    return ((path / "verdict.json").is_file() and bool(folders)
+            and all(holds_results(f) for f in folders)
+            and len(entries) == len(folders) + 1)
+
+
 def check_results_out(path: str | Path) -> Path:
     """Refuse a results folder unless it is absent, empty, or an earlier embedrec results folder
-    (recognised by its settings.json)."""
+    (recognised by its settings.json, or for ``--protocol`` by its verdict.json and
+    protocol-<name>/ results folders)."""
     path = Path(path)
     _bad_target(path, "results")
     if not path.is_dir() or not any(path.iterdir()):
         return path
-    settings = None
-    if (path / "settings.json").is_file():
-        try:
-            settings = read_json_limited(path / "settings.json")
-        except EmbedrecError:
-            settings = None
-    if not is_results_settings(settings):
+    if not (holds_results(path) or _holds_protocols(path)):
         raise OutputError(f"{path}: not empty and not an embedrec results folder; refusing to "
                           "overwrite it (choose another --out)")
     return path

@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 from pathlib import Path
 
 from embedrec.compare import Comparison, run_comparison, write_results
 from embedrec.io import atomic_write_text as atomic_write
+from embedrec.io import holds_results
 from embedrec.data.dataset import Ratings
 from embedrec.errors import ConfigError
 from embedrec.presets import Preset
@@ -117,8 +119,14 @@ def verdict_lines(result: dict) -> list[str]:
 
 
 def write_protocols(comparisons: dict[str, Comparison], out: Path) -> list[Path]:
-    """Each protocol's results in ``out/protocol-<name>/`` and ``out/verdict.json``."""
+    """Each protocol's results in ``out/protocol-<name>/`` and ``out/verdict.json``; an
+    earlier run's folder of a protocol not run this time is removed (the verdict would no
+    longer speak for it)."""
     out = Path(out)
+    for stale in out.glob("protocol-*"):
+        if (stale.is_dir() and stale.name[len("protocol-"):] not in comparisons
+                and holds_results(stale)):
+            shutil.rmtree(stale)
     folders = []
     for protocol, comparison in comparisons.items():
         folder = out / f"protocol-{protocol}"

@@ -92,6 +92,15 @@ def test_cli_compare_both_protocols_writes_each_and_a_verdict(tmp_path, capsys):
              if r["model"] == "dot"]
     assert dot_a and dot_a[0]["rmse"] is None  # trained with BPR: no rating metrics
     assert main(["compare", "--data", str(path), "--models", "pop", "--protocol", "c"]) != 0
+    # the same command again rewrites its own folder; --refit fits on the whole training part
+    assert main(["compare", "--data", str(path), "--models", "pop,ease", "--seeds", "1",
+                 "--protocol", "b", "--valid-fraction", "0.1", "--refit", "--out", str(out),
+                 "--no-report"]) == 0
+    rows = json.loads((out / "protocol-b" / "results.json").read_text())
+    settings = json.loads((out / "protocol-b" / "settings.json").read_text())
+    assert settings["preset"]["split"]["refit"] is True
+    assert {r["n_train"] for r in rows} == {settings["n_train"]}  # every training row
+    assert sorted(p.name for p in out.iterdir()) == ["protocol-b", "verdict.json"]
 
 
 def test_service_refuses_predict_for_a_ranking_model_saying_why(tmp_path):
