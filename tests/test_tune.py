@@ -443,3 +443,34 @@ def test_a_trial_that_fails_is_recorded_with_its_reason_and_the_others_go_on(dat
     assert [t["state"] for t in trials] == ["FAIL", "COMPLETE"]
     assert trials[0]["error"] == "loss became nan at epoch 1"
     assert trials[1]["error"] is None and (tmp_path / "best.json").is_file()
+
+
+class _Choices:
+    """A stand-in trial that records each categorical's choices and takes the first."""
+
+    def __init__(self):
+        self.choices = {}
+
+    def suggest_categorical(self, name, choices):
+        self.choices[name] = list(choices)
+        return choices[0]
+
+    def suggest_float(self, name, low, high, log=False):
+        return low
+
+    def suggest_int(self, name, low, high):
+        return low
+
+
+@pytest.mark.parametrize("name, keys", [("dot", ["n_factors"]),
+                                        ("hybrid_mf", ["user_factors", "item_factors"])])
+def test_a_ranking_loss_draws_wider_tables(name, keys):
+    from embedrec.presets import get_preset
+
+    widths = {}
+    for loss in ("mse", "full_softmax", "bpr"):
+        trial = _Choices()
+        get(name).search_space(trial, dataclasses.replace(get_preset("default").train, loss=loss))
+        widths[loss] = [trial.choices[key] for key in keys]
+    assert all(max(w) == 128 for w in widths["mse"])
+    assert all(max(w) == 512 and 256 in w for w in widths["full_softmax"] + widths["bpr"])

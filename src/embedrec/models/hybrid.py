@@ -534,10 +534,9 @@ class HybridSpec(ModelSpec):
                          for key in ("use_genres", "use_year", "use_time", "use_implicit")}
         return model_values, train_values
 
-    def width_space(self, trial) -> dict:
+    def width_space(self, trial, widths: list[int]) -> dict:
         """The user and the movie width, drawn independently (``n_factors`` then does
         nothing, so it is not drawn)."""
-        widths = [16, 32, 50, 64, 128]
         return {"user_factors": trial.suggest_categorical("user_factors", widths),
                 "item_factors": trial.suggest_categorical("item_factors", widths)}
 

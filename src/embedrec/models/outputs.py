@@ -8,16 +8,9 @@ recommending and the service, without importing torch and without branching on m
 
 from __future__ import annotations
 
-from embedrec.models.spec import Capabilities
+from embedrec.models.spec import RANKING_LOSSES, Capabilities, loss_predicts_ratings
 
-# the losses whose scores rank items but are not ratings (embedrec.training.losses.LOSSES)
-RANKING_LOSSES = frozenset({"bpr", "bpr_pop", "softmax", "full_softmax"})
-
-
-def loss_predicts_ratings(loss: str | None) -> bool:
-    """False for a ranking loss; True for ``mse``, other rating losses, and no loss at all
-    (closed-form models)."""
-    return loss not in RANKING_LOSSES
+__all__ = ["RANKING_LOSSES", "loss_predicts_ratings", "predicts_ratings", "why_no_ratings"]
 
 
 def predicts_ratings(capabilities: Capabilities, loss: str | None) -> bool:

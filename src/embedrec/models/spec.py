@@ -31,6 +31,24 @@ from embedrec.errors import ConfigError
 
 # inputs a model may need besides user and item ids
 INPUTS = ("item_features", "timestamps", "history")
+# the losses whose scores rank items but are not ratings (embedrec.training.losses.LOSSES)
+RANKING_LOSSES = frozenset({"bpr", "bpr_pop", "softmax", "full_softmax"})
+# the embedding widths a tuning trial draws; a ranking loss also tries wider tables (on
+# protocol b's validation rows the full softmax's dot model ranked better at 512 than at 64,
+# as iALS did)
+WIDTHS = (16, 32, 50, 64, 128)
+RANKING_WIDTHS = WIDTHS + (256, 512)
+
+
+def loss_predicts_ratings(loss: str | None) -> bool:
+    """False for a ranking loss; True for ``mse``, other rating losses, and no loss at all
+    (closed-form models)."""
+    return loss not in RANKING_LOSSES
+
+
+def tuned_widths(train) -> list[int]:
+    """The widths a trial of a model trained with ``train`` (a ``TrainConfig``) draws from."""
+    return list(WIDTHS if loss_predicts_ratings(train.loss) else RANKING_WIDTHS)
 
 
 @dataclass(frozen=True)
@@ -151,7 +169,7 @@ class ModelSpec:
         The default tunes what every torch model has: the learning rate, L2 and batch size
         (32 to 2,048: small batches are cheap with a compiled kernel and often the most accurate
         on small data; ``train``, the preset's ``TrainConfig``, is the base) and ``n_factors``
-        when the Config has it. Closed-form models have nothing to tune by default. Override to add a model's
+        when the Config has it (16 to 128, and up to 512 for a ranking loss: ``tuned_widths``). Closed-form models have nothing to tune by default. Override to add a model's
         own knobs; a search-space file (``embedrec tune --space``) can override any of them.
         """
         if self.capabilities.trained_by != "torch":
@@ -162,13 +180,14 @@ class ModelSpec:
             "batch_size": trial.suggest_categorical("batch_size",
                                                     [32, 64, 128, 256, 512, 1024, 2048]),
         }
-        return self.width_space(trial), train_values
+        return self.width_space(trial, tuned_widths(train)), train_values
 
-    def width_space(self, trial) -> dict:
-        """The embedding width(s) a trial draws: ``n_factors`` when the Config has it."""
+    def width_space(self, trial, widths: list[int]) -> dict:
+        """The embedding width(s) a trial draws from ``widths``: ``n_factors`` when the Config
+        has it."""
         if "n_factors" not in {f.name for f in dataclasses.fields(self.Config)}:
             return {}
-        return {"n_factors": trial.suggest_categorical("n_factors", [16, 32, 50, 64, 128])}
+        return {"n_factors": trial.suggest_categorical("n_factors", widths)}
 
     def search_start(self, config) -> dict:
         """Values of drawn parameters that are not ``config`` fields but reproduce it (e.g. a
