@@ -20,6 +20,9 @@ seconds, NDCG/recall/MAP/HR@10 mean and std over seeds, coverage, popularity, th
 and prints one markdown table per protocol. Tuning seconds depend on the machine and its load.
 `--only-losses` re-runs steps 2 and 3 for --losses alone and replaces those rows in the results
 file (recorded under ``partial_reruns``), e.g. after a loss gains a faster engine.
+`--refit` compares with `embedrec compare --refit` (after validation every model learns from
+the whole training part; tuning is unchanged) and writes benchmarks/results/protocols-refit.json
+from benchmarks/out/protocols-refit/.
 """
 
 from __future__ import annotations
@@ -34,7 +37,6 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).parent
-OUT = HERE / "out" / "protocols"
 RESULTS = HERE / "results"
 # a loss whose epoch is far shorter than a pass over the ratings gets a higher cap on epochs
 EPOCHS = {"full_softmax": 300}
@@ -67,15 +69,20 @@ def main() -> None:
     parser.add_argument("--models", default=None,
                         help="the models the --losses runs tune and compare (default: dot,biased, "
                              "and hybrid_mf for full_softmax)")
+    parser.add_argument("--refit", action="store_true",
+                        help="compare with --refit (results in protocols-refit.json)")
     parser.add_argument("--only-losses", action="store_true",
                         help="re-run only the --losses runs (no baselines, no mse models) and "
                              "replace their rows in the existing results file")
     args = parser.parse_args()
+    results_name = "protocols-refit" if args.refit else "protocols"
+    out = HERE / "out" / results_name
+    refit = ["--refit"] if args.refit else []
     budget = ["--trials", str(args.trials), "--timeout", str(args.timeout)]
     result = {"trials": args.trials, "timeout": args.timeout, "seeds": args.seeds,
               "cpus": os.cpu_count(), "load_average_start": os.getloadavg(), "protocols": {}}
     if args.only_losses:  # the other rows stay as the last full run measured them
-        result = json.loads((RESULTS / "protocols.json").read_text())
+        result = json.loads((RESULTS / f"{results_name}.json").read_text())
         result.setdefault("partial_reruns", []).append(
             {"protocols": args.protocols, "losses": args.losses, "trials": args.trials,
              "timeout": args.timeout, "seeds": args.seeds,
@@ -89,8 +96,8 @@ def main() -> None:
             runs.append((loss if not args.models else f"{loss}-{models.replace(',', '-')}",
                          models, loss, models))
         for label, tuned, loss, compared in runs:
-            tune_dir = OUT / f"tune-{protocol}-{label}"
-            cmp_dir = OUT / f"compare-{protocol}-{label}"
+            tune_dir = out / f"tune-{protocol}-{label}"
+            cmp_dir = out / f"compare-{protocol}-{label}"
             shutil.rmtree(tune_dir, ignore_errors=True)
             shutil.rmtree(cmp_dir, ignore_errors=True)
             extra = ["--loss", loss] if loss else []
@@ -98,7 +105,8 @@ def main() -> None:
             run(["tune", "--models", tuned, "--protocol", protocol, *budget, *extra,
                  "--out", str(tune_dir)])
             run(["compare", "--tuned", str(tune_dir), "--models", compared, "--protocol",
-                 protocol, "--seeds", str(args.seeds), "--no-report", "--out", str(cmp_dir)])
+                 protocol, "--seeds", str(args.seeds), *refit, "--no-report", "--out",
+                 str(cmp_dir)])
             tuning = json.loads((tune_dir / "tuning.json").read_text())["models"]
             for row in rows(cmp_dir, protocol):
                 name = row["model"]
@@ -110,11 +118,11 @@ def main() -> None:
                      "trials": len(res["trials"])} if res else {}) | {
                     m: row.get(m) for m in METRICS} | {
                     f"{m}_std": row.get(f"{m}_std") for m in ("ndcg_at_k", "recall_at_k")}
-        cmp_dir = OUT / f"compare-{protocol}-mse"
+        cmp_dir = out / f"compare-{protocol}-mse"
         if not args.only_losses:
             shutil.rmtree(cmp_dir, ignore_errors=True)
             run(["compare", "--models", "dot,biased,mlp", "--protocol", protocol, "--seeds",
-                 str(args.seeds), "--no-report", "--out", str(cmp_dir)])
+                 str(args.seeds), *refit, "--no-report", "--out", str(cmp_dir)])
         for row in rows(cmp_dir, protocol) if not args.only_losses else []:
             table[f"{row['model']} (mse)"] = {"model": row["model"], "loss": "mse",
                                               "tuned": False} | {
@@ -129,7 +137,8 @@ def main() -> None:
     else:
         result["load_average_end"] = os.getloadavg()
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "protocols.json").write_text(json.dumps(result, indent=1))
+    result["refit"] = args.refit
+    (RESULTS / f"{results_name}.json").write_text(json.dumps(result, indent=1))
     for protocol, table in result["protocols"].items():
         print(f"\nprotocol {protocol}, mean over {args.seeds} seeds (k = 10)\n")
         print("| model | loss | tuned | NDCG@10 | vs pop | recall@10 | MAP@10 | HR@10 | "
