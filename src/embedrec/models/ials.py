@@ -137,7 +137,7 @@ class IALSSpec(ModelSpec):
     def search_space(self, trial, train):
         """Width, confidence, regularisation and its frequency scaling (Rendle et al. 2021
         found iALS competitive once these are tuned, and wide: 512 factors beat 128 here)."""
-        return {"n_factors": trial.suggest_categorical("n_factors", [32, 64, 128, 256, 512]),
+        return {"n_factors": trial.suggest_categorical("n_factors", [32, 50, 64, 128, 256, 512]),
                 "alpha": trial.suggest_float("alpha", 0.3, 100.0, log=True),
                 "reg": trial.suggest_float("reg", 0.05, 200.0, log=True),
                 "reg_exponent": trial.suggest_float("reg_exponent", 0.0, 1.0)}, {}
