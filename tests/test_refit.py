@@ -72,3 +72,15 @@ def test_refit_is_a_checked_preset_setting(fold):
     assert preset_from_dict({"split": {"refit": True}}).split.refit is True
     with pytest.raises(ConfigError, match="refit"):
         preset_from_dict({"split": {"refit": "yes"}})
+
+
+def test_a_saved_model_says_it_learned_from_every_row():
+    from embedrec.experiment import train_bundle
+
+    data = make_ratings(n_users=30, n_items=20, seed=5)
+    preset = _preset(True).with_overrides(valid_fraction=0.2)
+    refitted = train_bundle(data, "pop", preset, seed=0).manifest
+    plain = train_bundle(data, "pop", _preset(False).with_overrides(valid_fraction=0.2),
+                         seed=0).manifest
+    assert refitted["n_train"] == len(data) and refitted["n_valid"] == plain["n_valid"] > 0
+    assert plain["n_train"] == len(data) - plain["n_valid"]

@@ -209,8 +209,7 @@ def train_bundle(data: Ratings, name: str, preset: Preset, *, seed: int = 0,
                          n_ratings=len(data), split=split)
     fitted, bundle, metrics, _ = run_one(name, fold, preset, seed=seed, fallback=fallback,
                                          progress=progress, checkpoints=checkpoints)
-    _describe(bundle, data, learning_fold(fold, preset), fitted, preset, seed=seed, split=split,
-              metrics=metrics)
+    _describe(bundle, data, fold, fitted, preset, seed=seed, split=split, metrics=metrics)
     return bundle
 
 
@@ -261,7 +260,8 @@ def _describe(bundle: ModelBundle, data: Ratings, fold: Fold, fitted: Fitted, pr
     history = fitted.history
     bundle.manifest |= {
         "dataset": data.name, "dataset_md5": data.source.get("md5"), "split": split,
-        "seed": seed, "preset": preset.to_dict(), "n_train": len(fold.train),
+        "seed": seed, "preset": preset.to_dict(),
+        "n_train": len(learning_fold(fold, preset).train),  # validation rows too under --refit
         "n_valid": 0 if fold.valid is None else len(fold.valid),
         "train_seconds": fitted.seconds,
         "history": None if history is None else history.epochs, "metrics": metrics,

@@ -123,10 +123,6 @@ def write_protocols(comparisons: dict[str, Comparison], out: Path) -> list[Path]
     earlier run's folder of a protocol not run this time is removed (the verdict would no
     longer speak for it)."""
     out = Path(out)
-    for stale in out.glob("protocol-*"):
-        if (stale.is_dir() and stale.name[len("protocol-"):] not in comparisons
-                and holds_results(stale)):
-            shutil.rmtree(stale)
     folders = []
     for protocol, comparison in comparisons.items():
         folder = out / f"protocol-{protocol}"
@@ -136,4 +132,8 @@ def write_protocols(comparisons: dict[str, Comparison], out: Path) -> list[Path]
     atomic_write(out / "verdict.json", json.dumps(
         result | {"protocols": {p: c.settings["protocol"] for p, c in comparisons.items()}},
         indent=1))
+    for stale in out.glob("protocol-*"):  # only once the new results are in place
+        if (stale.is_dir() and stale.name[len("protocol-"):] not in comparisons
+                and holds_results(stale)):
+            shutil.rmtree(stale)
     return folders

@@ -12,6 +12,6 @@ its torch parameters, as numpy views, to the functions here; the trainer's kerne
 - ``factors``: dot and biased MF; ``mlp``: the reference's network; ``hybrid``: hybrid_mf.
 - ``pairwise`` (BPR) and ``softmax`` (sampled softmax): dot and biased trained to rank;
   ``objectives``: which of these kernels trains a dot-product model with which loss.
-- ``conjugate``: implicit ALS's conjugate-gradient solves, one row per thread.
+- ``conjugate``: implicit ALS's conjugate-gradient solves, a side's rows side by side.
 - ``topk``: masked top-k selection over score rows, in parallel.
 """

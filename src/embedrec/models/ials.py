@@ -9,8 +9,8 @@ confidence mass (``reg_exponent`` nu; Rendle et al. 2021's frequency-scaled regu
 nu = 0, the default, gives every row the same reg.
 ``solver="cholesky"`` solves each system exactly; ``solver="cg"`` runs ``cg_steps`` conjugate-
 gradient steps from the previous sweep's solution, each row on its own
-(``embedrec.kernels.conjugate``: a side's rows side by side, the Gram part one matrix product). The model
-ranks only; a new user is folded in by one closed-form user solve.
+(``embedrec.kernels.conjugate``: a side's rows side by side, the Gram part one matrix
+product). The model ranks only; a new user is folded in by one closed-form user solve.
 """
 
 from __future__ import annotations

@@ -169,8 +169,9 @@ class ModelSpec:
         The default tunes what every torch model has: the learning rate, L2 and batch size
         (32 to 2,048: small batches are cheap with a compiled kernel and often the most accurate
         on small data; ``train``, the preset's ``TrainConfig``, is the base) and ``n_factors``
-        when the Config has it (16 to 128, and up to 512 for a ranking loss: ``tuned_widths``). Closed-form models have nothing to tune by default. Override to add a model's
-        own knobs; a search-space file (``embedrec tune --space``) can override any of them.
+        when the Config has it (16 to 128, and up to 512 for a ranking loss: ``tuned_widths``).
+        Closed-form models have nothing to tune by default. Override to add a model's own
+        knobs; a search-space file (``embedrec tune --space``) can override any of them.
         """
         if self.capabilities.trained_by != "torch":
             return {}, {}

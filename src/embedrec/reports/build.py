@@ -225,9 +225,10 @@ def build_report(folder: str | Path) -> Path:
     title = (f"embedrec: {settings['dataset']}, {settings['split']} split, preset "
              f"{settings['preset']['name']}")
     first = res["results"][0]
+    refit = settings["preset"].get("split", {}).get("refit")
     facts = (f"{first['n_test']:,} test rows ({first['n_cold']:,} cold, predicted by the bias "
              f"baseline), {first['n_train']:,} training rows, {first['n_valid']:,} validation rows"
-             f"{' (among them: refit)' if settings['preset'].get('split', {}).get('refit') else ''}; "
+             f"{' (among them: refit)' if refit else ''}; "
              f"top-{k} lists scored for {first.get('n_users_ranked', 0):,} users (relevant = "
              f"rating ≥ {settings.get('relevance_threshold', 4.0):g}).")
     meta = [("dataset", f"{settings['dataset']} ({settings['n_ratings']:,} ratings, "
