@@ -84,3 +84,24 @@ def test_a_saved_model_says_it_learned_from_every_row():
                          seed=0).manifest
     assert refitted["n_train"] == len(data) and refitted["n_valid"] == plain["n_valid"] > 0
     assert plain["n_train"] == len(data) - plain["n_valid"]
+
+
+def test_cli_train_refit_learns_from_every_row(tmp_path, capsys):
+    import json
+
+    from embedrec.cli import main
+
+    frame = make_ratings(n_users=30, n_items=20, seed=5).to_frame()
+    path = tmp_path / "ratings.csv"
+    frame.rename(columns={"user": "userId", "item": "movieId"}).to_csv(path, index=False)
+    saved = {}
+    for flag in ([], ["--refit"]):
+        out = tmp_path / f"model{len(flag)}"
+        assert main(["train", "--data", str(path), "--model", "biased", "--epochs", "3",
+                     "--out", str(out), *flag]) == 0
+        saved[bool(flag)] = json.loads((out / "manifest.json").read_text())
+    assert saved[True]["n_train"] == len(frame) > saved[False]["n_train"]
+    assert saved[True]["n_valid"] == saved[False]["n_valid"] > 0
+    assert saved[True]["preset"]["split"]["refit"] is True
+    assert any("refit" in note for note in saved[True]["notes"])
+    assert f"trained on {len(frame):,} ratings" in capsys.readouterr().out

@@ -45,6 +45,9 @@ def train(
         help="Ranking losses: a rating at least this is a positive (4.0).")] = None,
     implicit: Annotated[bool, typer.Option(
         "--implicit", help="Ranking losses: every rating is a positive.")] = False,
+    refit: Annotated[bool, typer.Option(
+        "--refit", help="After validation, learn from every training row: a fitted model fits "
+                        "on them, a torch model trains again for its best epoch count.")] = False,
     nproc: Annotated[int, typer.Option(
         "--nproc", min=1, help="Data-parallel training with N processes on this machine (starts "
         "torchrun's elastic launcher; --batch-size is then the global batch, split over them). "
@@ -75,7 +78,7 @@ def train(
     get(model)  # an unknown model fails before the data is read
     chosen = choose_preset(preset, preset_file).with_overrides(
         epochs=epochs, batch_size=batch_size, engine=engine, updates=updates, device=device, loss=loss,
-        relevant=relevant, implicit=implicit or None)
+        relevant=relevant, implicit=implicit or None, refit=refit or None)
     chosen = chosen.with_model_settings(parse_settings(settings))
     if nproc > 1 and not distributed.launched():  # start the ranks; each runs this command
         distributed.per_rank_batch(chosen.train_config(model).batch_size, nproc)
