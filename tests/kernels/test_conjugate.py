@@ -65,7 +65,9 @@ def _row_cg(fixed, x, ids, gram, reg, alpha, steps):
     return x
 
 
-def test_cg_rows_solved_together_match_each_row_alone():
+def test_cg_rows_solved_together_match_each_row_alone(monkeypatch):
+    import embedrec.kernels.conjugate as conjugate
+
     rng = np.random.default_rng(4)
     fixed = rng.normal(size=(30, 6)).astype(np.float32)
     counts = rng.integers(0, 7, size=11)
@@ -79,5 +81,10 @@ def test_cg_rows_solved_together_match_each_row_alone():
                                  regs[r], 2.0, 3) for r in range(11)])
     np.testing.assert_allclose(whole, expected, rtol=1e-5, atol=1e-6)
     for chunk in (1, 4):  # Gram products of 1 row, or of 4, 4 and 3 rows: the same rows
+        np.testing.assert_allclose(cg_side(fixed, current, indptr, cols, gram, regs, 2.0, 3,
+                                           chunk=chunk), whole, rtol=1e-6, atol=1e-7)
+    # blocks of 4, 4 and 3 rows (chunks of 4), or of 8 and 3 (chunks of 8): the same rows
+    monkeypatch.setattr(conjugate, "BLOCK_ROWS", 4)
+    for chunk in (4, 8):
         np.testing.assert_allclose(cg_side(fixed, current, indptr, cols, gram, regs, 2.0, 3,
                                            chunk=chunk), whole, rtol=1e-6, atol=1e-7)

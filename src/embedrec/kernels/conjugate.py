@@ -8,7 +8,7 @@ side by side, each with its own step sizes: a step is one numba loop over chunks
 ``CHUNK_ROWS`` rows, each chunk's Gram part one matrix product (BLAS, k^2 per row, where a row
 at a time was a scalar loop) and the rest row by row (the interactions' 2 n_r k, the step size
 and the updates). A row's arithmetic does not depend on the numba thread count. Locals are
-float64 (four rows x k arrays); the factors stay float32.
+float64 (four block x k arrays, ``BLOCK_ROWS`` rows at a time); the factors stay float32.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from embedrec.kernels.tables import one_blas_thread
 
 CHUNK_ROWS = 64  # rows whose Gram products are one BLAS call (not the thread count: a row's
 # result does not depend on how many threads share the chunks)
+BLOCK_ROWS = 16_384  # rows solved at a time: the four float64 work arrays stay block-sized
 
 
 @njit(inline="always", **JIT)
@@ -95,10 +96,19 @@ def cg_side(fixed, current, indptr, cols, gram, regs, alpha, steps, chunk=CHUNK_
     cols = np.ascontiguousarray(cols, dtype=np.int64)
     gram = np.ascontiguousarray(gram, dtype=np.float64)
     regs = np.ascontiguousarray(regs, dtype=np.float64)
-    x = current.astype(np.float64)
-    scratch, res, p, rs = np.empty_like(x), np.empty_like(x), np.empty_like(x), np.empty(len(x))
+    out = np.empty_like(current)
+    block = max(1, BLOCK_ROWS // chunk) * chunk  # whole chunks: the same products as unblocked
     with one_blas_thread():  # numba's threads each call BLAS: one BLAS thread apiece
-        _start(fixed, indptr, cols, float(alpha), regs, gram, int(chunk), x, scratch, res, p, rs)
-        for _ in range(int(steps)):
-            _step(fixed, indptr, cols, float(alpha), regs, gram, int(chunk), p, scratch, x, res, rs)
-    return x.astype(current.dtype)
+        for lo in range(0, len(current), block):
+            hi = min(lo + block, len(current))
+            rows, weights = indptr[lo:hi + 1], regs[lo:hi]  # offsets stay into ``cols``
+            x = current[lo:hi].astype(np.float64)
+            scratch, res, p, rs = (np.empty_like(x), np.empty_like(x), np.empty_like(x),
+                                   np.empty(len(x)))
+            _start(fixed, rows, cols, float(alpha), weights, gram, int(chunk), x, scratch, res,
+                   p, rs)
+            for _ in range(int(steps)):
+                _step(fixed, rows, cols, float(alpha), weights, gram, int(chunk), p, scratch, x,
+                      res, rs)
+            out[lo:hi] = x
+    return out
